@@ -280,9 +280,15 @@ impl KeystoneAuth {
 
     fn pick(&self, catalog: &[CatalogEntry], service_type: &str) -> Result<Url, OsError> {
         let region = self.creds.region.as_deref();
-        let entry = catalog
+        // Clouds register Cinder under several historical names.
+        let single = [service_type];
+        let aliases: &[&str] = match service_type {
+            "block-storage" => &["block-storage", "volumev3", "volume"],
+            _ => &single,
+        };
+        let entry = aliases
             .iter()
-            .find(|e| e.service_type == service_type)
+            .find_map(|alias| catalog.iter().find(|e| e.service_type == *alias))
             .ok_or_else(|| {
                 OsError::new(
                     ErrorKind::EndpointNotFound,

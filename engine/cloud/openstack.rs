@@ -182,7 +182,7 @@ impl Cloud for OpenStack {
                 resource.clone(),
                 Method::GET,
                 Service::Image,
-                &["v2", "images", name_or_id],
+                &["images", name_or_id],
             );
             if let Some(reply) = absent_ok(self.api.send(call).await)? {
                 let status = text(&reply.body, "status");
@@ -202,7 +202,7 @@ impl Cloud for OpenStack {
             resource,
             Method::GET,
             Service::Image,
-            &["v2", "images"],
+            &["images"],
         )
         .query("status", "active")
         .query("sort", "created_at:desc,id:desc");
@@ -240,7 +240,7 @@ impl Cloud for OpenStack {
                 resource.clone(),
                 Method::GET,
                 Service::Network,
-                &["v2.0", "networks", name_or_id],
+                &["networks", name_or_id],
             );
             if let Some(reply) = absent_ok(self.api.send(call).await)? {
                 return Ok(to_network(&reply.body["network"]));
@@ -251,7 +251,7 @@ impl Cloud for OpenStack {
             resource,
             Method::GET,
             Service::Network,
-            &["v2.0", "networks"],
+            &["networks"],
         )
         .query("name", name_or_id);
         let reply = self.api.send(call).await?;
@@ -284,7 +284,7 @@ impl Cloud for OpenStack {
                 resource.clone(),
                 Method::GET,
                 Service::Network,
-                &["v2.0", "security-groups", name_or_id],
+                &["security-groups", name_or_id],
             );
             if let Some(reply) = absent_ok(self.api.send(call).await)? {
                 return Ok(named(&reply.body["security_group"]));
@@ -295,7 +295,7 @@ impl Cloud for OpenStack {
             resource,
             Method::GET,
             Service::Network,
-            &["v2.0", "security-groups"],
+            &["security-groups"],
         )
         .query("name", name_or_id);
         let reply = self.api.send(call).await?;
@@ -468,7 +468,7 @@ impl Cloud for OpenStack {
             format!("ports of server {server_id}"),
             Method::GET,
             Service::Network,
-            &["v2.0", "ports"],
+            &["ports"],
         )
         .query("device_id", server_id);
         let reply = self.api.send(call).await?;
@@ -494,7 +494,7 @@ impl Cloud for OpenStack {
             format!("floating IP on network {network_id} for port {port_id}"),
             Method::POST,
             Service::Network,
-            &["v2.0", "floatingips"],
+            &["floatingips"],
         )
         .json(json!({ "floatingip": {
             "floating_network_id": network_id,
@@ -511,7 +511,7 @@ impl Cloud for OpenStack {
             format!("floating IPs of port {port_id}"),
             Method::GET,
             Service::Network,
-            &["v2.0", "floatingips"],
+            &["floatingips"],
         )
         .query("port_id", port_id);
         let reply = self.api.send(call).await?;
@@ -529,7 +529,7 @@ impl Cloud for OpenStack {
             format!("floating IP {id}"),
             Method::DELETE,
             Service::Network,
-            &["v2.0", "floatingips", id],
+            &["floatingips", id],
         );
         absent_ok(self.api.send(call).await).map(|_| ())
     }
