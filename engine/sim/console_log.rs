@@ -7,7 +7,12 @@ use russh::keys::ssh_key::HashAlg;
 
 /// The full console text. `booted` is false while the guest still boots (SSH not up yet):
 /// then the transcript stops before the key blocks, as a real console does.
-pub fn console_text(hostname: &str, host_key: &PrivateKey, booted: bool, uptime_secs: f64) -> String {
+pub fn console_text(
+    hostname: &str,
+    host_key: &PrivateKey,
+    booted: bool,
+    uptime_secs: f64,
+) -> String {
     let mut out = String::new();
     let lines = [
         "[    0.000000] Linux version 6.8.0-sim (buildd@sim) #1 SMP PREEMPT_DYNAMIC",
@@ -29,7 +34,11 @@ pub fn console_text(hostname: &str, host_key: &PrivateKey, booted: bool, uptime_
     let public = host_key.public_key();
     let fp = public.fingerprint(HashAlg::Sha256);
     let openssh = public.to_openssh().unwrap_or_default();
-    let openssh = openssh.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let openssh = openssh
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     out.push_str(&format!(
         "[    7.009311] cloud-init[698]: Cloud-init v. 24.4 running 'modules:config'. Up 7.00 seconds.\n\
          ci-info: no authorized SSH keys fingerprints found for user ubuntu.\n\

@@ -66,7 +66,8 @@ impl Scope {
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
-        self.service.is_none_or(|s| Service::of_path(path) == Some(s))
+        self.service
+            .is_none_or(|s| Service::of_path(path) == Some(s))
             && self
                 .method
                 .as_deref()
@@ -234,13 +235,29 @@ mod tests {
             remaining: Some(2),
             action: Action::Status(503),
         });
-        assert!(f.on_request("GET", "/compute/v2.1/servers").respond.is_none());
-        assert!(f.on_request("POST", "/network/v2.0/ports").respond.is_none());
+        assert!(
+            f.on_request("GET", "/compute/v2.1/servers")
+                .respond
+                .is_none()
+        );
+        assert!(
+            f.on_request("POST", "/network/v2.0/ports")
+                .respond
+                .is_none()
+        );
         assert_eq!(
             f.on_request("POST", "/compute/v2.1/servers").respond,
             Some((503, None))
         );
-        assert!(f.on_request("POST", "/compute/v2.1/servers").respond.is_some());
-        assert!(f.on_request("POST", "/compute/v2.1/servers").respond.is_none());
+        assert!(
+            f.on_request("POST", "/compute/v2.1/servers")
+                .respond
+                .is_some()
+        );
+        assert!(
+            f.on_request("POST", "/compute/v2.1/servers")
+                .respond
+                .is_none()
+        );
     }
 }

@@ -4,7 +4,14 @@ use serde_json::Value;
 
 /// Query keys that steer paging or output rather than select resources.
 const CONTROL: [&str; 8] = [
-    "fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse", "member_status", "os_hidden",
+    "fields",
+    "limit",
+    "marker",
+    "sort_key",
+    "sort_dir",
+    "page_reverse",
+    "member_status",
+    "os_hidden",
 ];
 
 fn value_matches(v: &Value, want: &str) -> bool {
@@ -24,20 +31,21 @@ pub fn matches(doc: &Value, query: &[(String, String)]) -> bool {
     let mut keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
-    keys.into_iter()
-        .filter(|k| !CONTROL.contains(k))
-        .all(|k| {
-            let Some(v) = doc.get(k) else { return false };
-            query
-                .iter()
-                .filter(|(qk, _)| qk == k)
-                .any(|(_, want)| value_matches(v, want))
-        })
+    keys.into_iter().filter(|k| !CONTROL.contains(k)).all(|k| {
+        let Some(v) = doc.get(k) else { return false };
+        query
+            .iter()
+            .filter(|(qk, _)| qk == k)
+            .any(|(_, want)| value_matches(v, want))
+    })
 }
 
 /// The value of the last occurrence of `key`.
 pub fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]
@@ -47,12 +55,22 @@ mod tests {
 
     #[test]
     fn filters_like_neutron() {
-        let doc = json!({"name": "public", "router:external": true, "tags": ["a", "b"], "mtu": 1500});
+        let doc =
+            json!({"name": "public", "router:external": true, "tags": ["a", "b"], "mtu": 1500});
         let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         };
-        assert!(matches(&doc, &q(&[("name", "public"), ("router:external", "True")])));
-        assert!(matches(&doc, &q(&[("name", "private"), ("name", "public")])));
+        assert!(matches(
+            &doc,
+            &q(&[("name", "public"), ("router:external", "True")])
+        ));
+        assert!(matches(
+            &doc,
+            &q(&[("name", "private"), ("name", "public")])
+        ));
         assert!(!matches(&doc, &q(&[("name", "pub")])));
         assert!(matches(&doc, &q(&[("limit", "1"), ("mtu", "1500")])));
         assert!(!matches(&doc, &q(&[("absent", "x")])));

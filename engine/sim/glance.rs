@@ -37,7 +37,11 @@ fn versions_doc(base: &str) -> Value {
 }
 
 async fn versions(State(sh): State<Arc<Shared>>) -> Response {
-    (StatusCode::MULTIPLE_CHOICES, Json(versions_doc(&sh.base_url))).into_response()
+    (
+        StatusCode::MULTIPLE_CHOICES,
+        Json(versions_doc(&sh.base_url)),
+    )
+        .into_response()
 }
 
 async fn versions_ok(State(sh): State<Arc<Shared>>) -> Json<Value> {
@@ -58,13 +62,24 @@ async fn list(State(sh): State<Arc<Shared>>, Query(q): Query<Vec<(String, String
         Some(m) => match all.iter().position(|i| i["id"] == m) {
             Some(p) => p + 1,
             None => {
-                return error(Service::Image, 400, &format!("Invalid marker. Image {m} could not be found."));
+                return error(
+                    Service::Image,
+                    400,
+                    &format!("Invalid marker. Image {m} could not be found."),
+                );
             }
         },
         None => 0,
     };
-    let limit = param(&q, "limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(25);
-    let page: Vec<Value> = all.iter().skip(start).take(limit).map(|i| (*i).clone()).collect();
+    let limit = param(&q, "limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(25);
+    let page: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|i| (*i).clone())
+        .collect();
     let mut body = json!({"images": page, "first": "/v2/images", "schema": "/v2/schemas/images"});
     if page.len() == limit
         && start + limit < all.len()
@@ -75,7 +90,10 @@ async fn list(State(sh): State<Arc<Shared>>, Query(q): Query<Vec<(String, String
             .filter(|(k, _)| k != "marker")
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        next.push(format!("marker={}", last["id"].as_str().unwrap_or_default()));
+        next.push(format!(
+            "marker={}",
+            last["id"].as_str().unwrap_or_default()
+        ));
         body["next"] = json!(format!("/v2/images?{}", next.join("&")));
     }
     Json(body).into_response()

@@ -36,15 +36,24 @@ async fn not_found(req: Request) -> Response {
 /// Version documents answer without a token, as on the real services.
 fn is_discovery(path: &str) -> bool {
     let p = path.trim_end_matches('/');
-    matches!(p, "" | "/compute" | "/compute/v2.1" | "/image" | "/image/versions" | "/network")
-        || p.starts_with("/identity")
+    matches!(
+        p,
+        "" | "/compute" | "/compute/v2.1" | "/image" | "/image/versions" | "/network"
+    ) || p.starts_with("/identity")
 }
 
-async fn gate(State(sh): State<Arc<Shared>>, matched: Option<MatchedPath>, mut req: Request, next: Next) -> Response {
+async fn gate(
+    State(sh): State<Arc<Shared>>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
-    let route = matched.map(|m| m.as_str().to_string()).unwrap_or_else(|| path.clone());
+    let route = matched
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| path.clone());
     let service = Service::of_path(&path);
 
     let verdict = sh.faults().on_request(&method, &path);
@@ -54,7 +63,10 @@ async fn gate(State(sh): State<Arc<Shared>>, matched: Option<MatchedPath>, mut r
     let mut mv = None;
     let mut resp = if let Some((status, retry_after)) = verdict.respond {
         injected(service, status, retry_after)
-    } else if service.is_some_and(|s| s != Service::Identity) && !is_discovery(&path) && !token_valid(&sh, req.headers()) {
+    } else if service.is_some_and(|s| s != Service::Identity)
+        && !is_discovery(&path)
+        && !token_valid(&sh, req.headers())
+    {
         unauthorized()
     } else if service == Some(Service::Compute) {
         match parse_microversion(req.headers()) {
@@ -86,7 +98,10 @@ async fn gate(State(sh): State<Arc<Shared>>, matched: Option<MatchedPath>, mut r
             headers.insert("x-openstack-nova-api-version", v);
         }
         headers.append("vary", HeaderValue::from_static("OpenStack-API-Version"));
-        headers.append("vary", HeaderValue::from_static("X-OpenStack-Nova-API-Version"));
+        headers.append(
+            "vary",
+            HeaderValue::from_static("X-OpenStack-Nova-API-Version"),
+        );
     }
     let record = RequestRecord {
         method,

@@ -66,7 +66,9 @@ pub fn error_typed(service: Service, status: u16, kind: Option<&str>, message: &
             .into_response(),
         Service::Identity => (
             code,
-            axum::Json(json!({"error": {"code": status, "message": message, "title": reason(status)}})),
+            axum::Json(
+                json!({"error": {"code": status, "message": message, "title": reason(status)}}),
+            ),
         )
             .into_response(),
         // Glance answers errors with webob's HTML pages.

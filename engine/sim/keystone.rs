@@ -235,7 +235,11 @@ fn authenticate(st: &Store, body: &Value) -> Outcome {
 
 async fn issue_token(State(sh): S, body: Option<Json<Value>>) -> Response {
     let Some(Json(body)) = body else {
-        return error(Service::Identity, 400, "The request body is not valid JSON.");
+        return error(
+            Service::Identity,
+            400,
+            "The request body is not valid JSON.",
+        );
     };
     let mut st = sh.store();
     let (user_id, scoped, method, app_cred_id) = match authenticate(&st, &body) {

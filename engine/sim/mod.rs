@@ -209,7 +209,9 @@ impl SimCloud {
 
     /// Status word (`BUILD`, `ACTIVE`, `ERROR`, `DELETED`) of a server, `None` once gone.
     pub fn server_status(&self, server_id: &str) -> Option<String> {
-        self.shared.server_status(server_id).map(|s| s.as_str().to_string())
+        self.shared
+            .server_status(server_id)
+            .map(|s| s.as_str().to_string())
     }
 
     /// The SSH port of a server whose endpoint is up.

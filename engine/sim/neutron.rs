@@ -42,13 +42,28 @@ pub fn router() -> Router<Arc<Shared>> {
         .route(&format!("{v}/subnets"), get(subnets))
         .route(&format!("{v}/subnets/{{id}}"), get(subnet))
         .route(&format!("{v}/ports"), get(ports).post(port_create))
-        .route(&format!("{v}/ports/{{id}}"), get(port).put(port_update).delete(port_delete))
+        .route(
+            &format!("{v}/ports/{{id}}"),
+            get(port).put(port_update).delete(port_delete),
+        )
         .route(&format!("{v}/security-groups"), get(sgs).post(sg_create))
-        .route(&format!("{v}/security-groups/{{id}}"), get(sg).delete(sg_delete))
-        .route(&format!("{v}/security-group-rules"), get(rules).post(rule_create))
-        .route(&format!("{v}/security-group-rules/{{id}}"), get(rule).delete(rule_delete))
+        .route(
+            &format!("{v}/security-groups/{{id}}"),
+            get(sg).delete(sg_delete),
+        )
+        .route(
+            &format!("{v}/security-group-rules"),
+            get(rules).post(rule_create),
+        )
+        .route(
+            &format!("{v}/security-group-rules/{{id}}"),
+            get(rule).delete(rule_delete),
+        )
         .route(&format!("{v}/floatingips"), get(fips).post(fip_create))
-        .route(&format!("{v}/floatingips/{{id}}"), get(fip).put(fip_update).delete(fip_delete))
+        .route(
+            &format!("{v}/floatingips/{{id}}"),
+            get(fip).put(fip_update).delete(fip_delete),
+        )
 }
 
 fn err(status: u16, kind: &str, msg: &str) -> Response {
@@ -85,7 +100,10 @@ async fn extensions() -> Json<Value> {
         ("security-group", "security-group"),
         ("router", "Neutron L3 Router"),
         ("external-net", "Neutron external network"),
-        ("standard-attr-tag", "Tag support for resources with standard attribute"),
+        (
+            "standard-attr-tag",
+            "Tag support for resources with standard attribute",
+        ),
         ("port-security", "Port Security"),
     ]
     .iter()
@@ -99,7 +117,11 @@ async fn extensions() -> Json<Value> {
 
 /// Applies `fields=` selection (Neutron returns only the asked attributes).
 fn project_fields(doc: &Value, q: &[(String, String)]) -> Value {
-    let fields: Vec<&str> = q.iter().filter(|(k, _)| k == "fields").map(|(_, v)| v.as_str()).collect();
+    let fields: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "fields")
+        .map(|(_, v)| v.as_str())
+        .collect();
     if fields.is_empty() {
         return doc.clone();
     }
@@ -112,8 +134,15 @@ fn project_fields(doc: &Value, q: &[(String, String)]) -> Value {
     Value::Object(out)
 }
 
-fn list_of<'a>(key: &str, docs: impl Iterator<Item = &'a Value>, q: &[(String, String)]) -> Response {
-    let items: Vec<Value> = docs.filter(|d| matches(d, q)).map(|d| project_fields(d, q)).collect();
+fn list_of<'a>(
+    key: &str,
+    docs: impl Iterator<Item = &'a Value>,
+    q: &[(String, String)],
+) -> Response {
+    let items: Vec<Value> = docs
+        .filter(|d| matches(d, q))
+        .map(|d| project_fields(d, q))
+        .collect();
     Json(json!({ key: items })).into_response()
 }
 
@@ -128,28 +157,52 @@ async fn networks(State(sh): S, Query(q): Q) -> Response {
     list_of("networks", sh.store().networks.values(), &q)
 }
 async fn network(State(sh): S, Path(id): Path<String>) -> Response {
-    one("network", sh.store().networks.get(&id), "NetworkNotFound", "Network", &id)
+    one(
+        "network",
+        sh.store().networks.get(&id),
+        "NetworkNotFound",
+        "Network",
+        &id,
+    )
 }
 async fn subnets(State(sh): S, Query(q): Q) -> Response {
     list_of("subnets", sh.store().subnets.values(), &q)
 }
 async fn subnet(State(sh): S, Path(id): Path<String>) -> Response {
-    one("subnet", sh.store().subnets.get(&id), "SubnetNotFound", "Subnet", &id)
+    one(
+        "subnet",
+        sh.store().subnets.get(&id),
+        "SubnetNotFound",
+        "Subnet",
+        &id,
+    )
 }
 async fn ports(State(sh): S, Query(q): Q) -> Response {
     list_of("ports", sh.store().ports.values(), &q)
 }
 async fn port(State(sh): S, Path(id): Path<String>) -> Response {
-    one("port", sh.store().ports.get(&id), "PortNotFound", "Port", &id)
+    one(
+        "port",
+        sh.store().ports.get(&id),
+        "PortNotFound",
+        "Port",
+        &id,
+    )
 }
 
 fn sg_ids(st: &Store, v: &Value) -> Result<Option<Vec<String>>, Response> {
-    let Some(list) = v.as_array() else { return Ok(None) };
+    let Some(list) = v.as_array() else {
+        return Ok(None);
+    };
     let mut out = vec![];
     for x in list {
         let want = x.as_str().unwrap_or_default();
         if !st.security_groups.contains_key(want) {
-            return Err(err(404, "SecurityGroupNotFound", &format!("Security group {want} does not exist")));
+            return Err(err(
+                404,
+                "SecurityGroupNotFound",
+                &format!("Security group {want} does not exist"),
+            ));
         }
         out.push(want.to_string());
     }
@@ -164,7 +217,11 @@ async fn port_create(State(sh): S, body: Body) -> Response {
     };
     let mut st = sh.store();
     if !st.networks.contains_key(net) {
-        return err(404, "NetworkNotFound", &format!("Network {net} could not be found."));
+        return err(
+            404,
+            "NetworkNotFound",
+            &format!("Network {net} could not be found."),
+        );
     }
     let sgs = match sg_ids(&st, &p["security_groups"]) {
         Ok(Some(s)) => s,
@@ -183,26 +240,52 @@ async fn port_create(State(sh): S, body: Body) -> Response {
                 .as_str()
                 .map(str::to_string)
                 .or_else(|| st.first_subnet_of(net));
-            let Some(sub) = sub else { return bad("No subnet on network") };
+            let Some(sub) = sub else {
+                return bad("No subnet on network");
+            };
             match f["ip_address"].as_str() {
                 Some(ip) => match ip.parse::<Ipv4Addr>() {
                     Ok(a) if st.ip_in_use(a) => {
-                        return err(409, "IpAddressInUse", &format!("Unable to complete operation for network {net}. The IP address {a} is in use."));
+                        return err(
+                            409,
+                            "IpAddressInUse",
+                            &format!(
+                                "Unable to complete operation for network {net}. The IP address {a} is in use."
+                            ),
+                        );
                     }
                     Ok(a) => (sub, a),
-                    Err(_) => return bad(&format!("Invalid input for fixed_ips. Reason: '{ip}' is not a valid IP address.")),
+                    Err(_) => {
+                        return bad(&format!(
+                            "Invalid input for fixed_ips. Reason: '{ip}' is not a valid IP address."
+                        ));
+                    }
                 },
                 None => match st.allocate_ip(&sub) {
                     Some(a) => (sub, a),
-                    None => return err(409, "IpAddressGenerationFailure", &format!("No more IP addresses available on network {net}.")),
+                    None => {
+                        return err(
+                            409,
+                            "IpAddressGenerationFailure",
+                            &format!("No more IP addresses available on network {net}."),
+                        );
+                    }
                 },
             }
         }
         None => {
-            let Some(sub) = st.first_subnet_of(net) else { return bad("No subnet on network") };
+            let Some(sub) = st.first_subnet_of(net) else {
+                return bad("No subnet on network");
+            };
             match st.allocate_ip(&sub) {
                 Some(a) => (sub, a),
-                None => return err(409, "IpAddressGenerationFailure", &format!("No more IP addresses available on network {net}.")),
+                None => {
+                    return err(
+                        409,
+                        "IpAddressGenerationFailure",
+                        &format!("No more IP addresses available on network {net}."),
+                    );
+                }
             }
         }
     };
@@ -225,7 +308,11 @@ async fn port_update(State(sh): S, Path(id): Path<String>, body: Body) -> Respon
         Err(r) => return r,
     };
     let Some(doc) = st.ports.get_mut(&id) else {
-        return err(404, "PortNotFound", &format!("Port {id} could not be found."));
+        return err(
+            404,
+            "PortNotFound",
+            &format!("Port {id} could not be found."),
+        );
     };
     for key in ["name", "description", "admin_state_up"] {
         if let Some(v) = p.get(key) {
@@ -242,7 +329,11 @@ async fn port_update(State(sh): S, Path(id): Path<String>, body: Body) -> Respon
 async fn port_delete(State(sh): S, Path(id): Path<String>) -> Response {
     let mut st = sh.store();
     if st.ports.shift_remove(&id).is_none() {
-        return err(404, "PortNotFound", &format!("Port {id} could not be found."));
+        return err(
+            404,
+            "PortNotFound",
+            &format!("Port {id} could not be found."),
+        );
     }
     st.nova_ports.remove(&id);
     for f in st.floating_ips.values_mut() {
@@ -259,7 +350,11 @@ async fn sgs(State(sh): S, Query(q): Q) -> Response {
 async fn sg(State(sh): S, Path(id): Path<String>) -> Response {
     match sh.store().security_groups.get(&id) {
         Some(d) => Json(json!({ "security_group": d })).into_response(),
-        None => err(404, "SecurityGroupNotFound", &format!("Security group {id} does not exist")),
+        None => err(
+            404,
+            "SecurityGroupNotFound",
+            &format!("Security group {id} does not exist"),
+        ),
     }
 }
 
@@ -270,10 +365,19 @@ async fn sg_create(State(sh): S, body: Body) -> Response {
         return bad("Failed to parse request. Required attribute 'name' not specified");
     };
     if name == "default" {
-        return err(409, "SecurityGroupDefaultAlreadyExists", "Default security group already exists.");
+        return err(
+            409,
+            "SecurityGroupDefaultAlreadyExists",
+            "Default security group already exists.",
+        );
     }
     let mut st = sh.store();
-    let doc = security_group(name, g["description"].as_str().unwrap_or(""), &st.project_id.clone(), &now());
+    let doc = security_group(
+        name,
+        g["description"].as_str().unwrap_or(""),
+        &st.project_id.clone(),
+        &now(),
+    );
     let id = doc["id"].as_str().unwrap_or_default().to_string();
     st.security_groups.insert(id, doc.clone());
     (StatusCode::CREATED, Json(json!({ "security_group": doc }))).into_response()
@@ -282,16 +386,30 @@ async fn sg_create(State(sh): S, body: Body) -> Response {
 async fn sg_delete(State(sh): S, Path(id): Path<String>) -> Response {
     let mut st = sh.store();
     let Some(g) = st.security_groups.get(&id) else {
-        return err(404, "SecurityGroupNotFound", &format!("Security group {id} does not exist"));
+        return err(
+            404,
+            "SecurityGroupNotFound",
+            &format!("Security group {id} does not exist"),
+        );
     };
     if g["name"] == "default" {
-        return err(409, "SecurityGroupCannotRemoveDefault", "Insufficient rights for removing default security group.");
+        return err(
+            409,
+            "SecurityGroupCannotRemoveDefault",
+            "Insufficient rights for removing default security group.",
+        );
     }
     let in_use = st.ports.values().any(|p| {
-        p["security_groups"].as_array().is_some_and(|a| a.iter().any(|x| x == id.as_str()))
+        p["security_groups"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == id.as_str()))
     });
     if in_use {
-        return err(409, "SecurityGroupInUse", &format!("Security Group {id} in use."));
+        return err(
+            409,
+            "SecurityGroupInUse",
+            &format!("Security Group {id} in use."),
+        );
     }
     st.security_groups.shift_remove(&id);
     StatusCode::NO_CONTENT.into_response()
@@ -300,7 +418,12 @@ async fn sg_delete(State(sh): S, Path(id): Path<String>) -> Response {
 fn all_rules(groups: &IndexMap<String, Value>) -> Vec<Value> {
     groups
         .values()
-        .flat_map(|g| g["security_group_rules"].as_array().cloned().unwrap_or_default())
+        .flat_map(|g| {
+            g["security_group_rules"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .collect()
 }
 
@@ -313,7 +436,11 @@ async fn rule(State(sh): S, Path(id): Path<String>) -> Response {
     let all = all_rules(&sh.store().security_groups);
     match all.iter().find(|r| r["id"] == id.as_str()) {
         Some(r) => Json(json!({ "security_group_rule": r })).into_response(),
-        None => err(404, "SecurityGroupRuleNotFound", &format!("Security group rule {id} does not exist")),
+        None => err(
+            404,
+            "SecurityGroupRuleNotFound",
+            &format!("Security group rule {id} does not exist"),
+        ),
     }
 }
 
@@ -321,16 +448,24 @@ async fn rule_create(State(sh): S, body: Body) -> Response {
     let body = body.map(|b| b.0).unwrap_or_default();
     let r = &body["security_group_rule"];
     let Some(sg) = r["security_group_id"].as_str() else {
-        return bad("Failed to parse request. Required attribute 'security_group_id' not specified");
+        return bad(
+            "Failed to parse request. Required attribute 'security_group_id' not specified",
+        );
     };
     let direction = r["direction"].as_str().unwrap_or_default();
     if direction != "ingress" && direction != "egress" {
-        return bad(&format!("Invalid input for direction. Reason: '{direction}' is not in ['ingress', 'egress']."));
+        return bad(&format!(
+            "Invalid input for direction. Reason: '{direction}' is not in ['ingress', 'egress']."
+        ));
     }
     let mut st = sh.store();
     let project = st.project_id.clone();
     let Some(group) = st.security_groups.get_mut(sg) else {
-        return err(404, "SecurityGroupNotFound", &format!("Security group {sg} does not exist"));
+        return err(
+            404,
+            "SecurityGroupNotFound",
+            &format!("Security group {sg} does not exist"),
+        );
     };
     let ts = now();
     let doc = json!({"id": new_uuid(), "project_id": project, "tenant_id": project,
@@ -345,7 +480,11 @@ async fn rule_create(State(sh): S, body: Body) -> Response {
     if let Some(list) = group["security_group_rules"].as_array_mut() {
         list.push(doc.clone());
     }
-    (StatusCode::CREATED, Json(json!({ "security_group_rule": doc }))).into_response()
+    (
+        StatusCode::CREATED,
+        Json(json!({ "security_group_rule": doc })),
+    )
+        .into_response()
 }
 
 async fn rule_delete(State(sh): S, Path(id): Path<String>) -> Response {
@@ -359,14 +498,24 @@ async fn rule_delete(State(sh): S, Path(id): Path<String>) -> Response {
             }
         }
     }
-    err(404, "SecurityGroupRuleNotFound", &format!("Security group rule {id} does not exist"))
+    err(
+        404,
+        "SecurityGroupRuleNotFound",
+        &format!("Security group rule {id} does not exist"),
+    )
 }
 
 async fn fips(State(sh): S, Query(q): Q) -> Response {
     list_of("floatingips", sh.store().floating_ips.values(), &q)
 }
 async fn fip(State(sh): S, Path(id): Path<String>) -> Response {
-    one("floatingip", sh.store().floating_ips.get(&id), "FloatingIPNotFound", "Floating IP", &id)
+    one(
+        "floatingip",
+        sh.store().floating_ips.get(&id),
+        "FloatingIPNotFound",
+        "Floating IP",
+        &id,
+    )
 }
 
 fn disassociate(f: &mut Value) {
@@ -378,23 +527,44 @@ fn disassociate(f: &mut Value) {
 }
 
 /// Points the floating IP at `port_id`; returns the server behind the port, if any.
-fn associate(st: &mut Store, fip_id: &str, port_id: &str, fixed: Option<&str>) -> Result<Option<String>, Response> {
+fn associate(
+    st: &mut Store,
+    fip_id: &str,
+    port_id: &str,
+    fixed: Option<&str>,
+) -> Result<Option<String>, Response> {
     let Some(port) = st.ports.get(port_id) else {
-        return Err(err(404, "PortNotFound", &format!("Port {port_id} could not be found.")));
+        return Err(err(
+            404,
+            "PortNotFound",
+            &format!("Port {port_id} could not be found."),
+        ));
     };
-    let ip = fixed
-        .map(str::to_string)
-        .or_else(|| port["fixed_ips"][0]["ip_address"].as_str().map(str::to_string));
+    let ip = fixed.map(str::to_string).or_else(|| {
+        port["fixed_ips"][0]["ip_address"]
+            .as_str()
+            .map(str::to_string)
+    });
     let Some(ip) = ip else {
-        return Err(bad(&format!("Bad floatingip request: Port {port_id} does not have any IPv4 address.")));
+        return Err(bad(&format!(
+            "Bad floatingip request: Port {port_id} does not have any IPv4 address."
+        )));
     };
-    let device = port["device_id"].as_str().filter(|d| !d.is_empty()).map(str::to_string);
-    let taken = st
-        .floating_ips
-        .values()
-        .any(|f| f["id"] != fip_id && f["port_id"] == port_id && f["fixed_ip_address"] == ip.as_str());
+    let device = port["device_id"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    let taken = st.floating_ips.values().any(|f| {
+        f["id"] != fip_id && f["port_id"] == port_id && f["fixed_ip_address"] == ip.as_str()
+    });
     if taken {
-        return Err(err(409, "FloatingIPPortAlreadyAssociated", &format!("Cannot associate floating IP with port {port_id} using fixed IP {ip}, as that fixed IP already has a floating IP.")));
+        return Err(err(
+            409,
+            "FloatingIPPortAlreadyAssociated",
+            &format!(
+                "Cannot associate floating IP with port {port_id} using fixed IP {ip}, as that fixed IP already has a floating IP."
+            ),
+        ));
     }
     if let Some(f) = st.floating_ips.get_mut(fip_id) {
         f["port_id"] = json!(port_id);
@@ -418,13 +588,23 @@ async fn fip_create(State(sh): S, body: Body) -> Response {
     let body = body.map(|b| b.0).unwrap_or_default();
     let f = &body["floatingip"];
     let Some(net) = f["floating_network_id"].as_str() else {
-        return bad("Failed to parse request. Required attribute 'floating_network_id' not specified");
+        return bad(
+            "Failed to parse request. Required attribute 'floating_network_id' not specified",
+        );
     };
     let mut st = sh.store();
     match st.networks.get(net) {
-        None => return err(404, "NetworkNotFound", &format!("Network {net} could not be found.")),
+        None => {
+            return err(
+                404,
+                "NetworkNotFound",
+                &format!("Network {net} could not be found."),
+            );
+        }
         Some(n) if n["router:external"] != true => {
-            return bad(&format!("Bad floatingip request: Network {net} is not a valid external network."));
+            return bad(&format!(
+                "Bad floatingip request: Network {net} is not a valid external network."
+            ));
         }
         Some(_) => {}
     }
@@ -434,14 +614,28 @@ async fn fip_create(State(sh): S, body: Body) -> Response {
     let addr = match f["floating_ip_address"].as_str() {
         Some(a) => match a.parse::<Ipv4Addr>() {
             Ok(ip) if st.ip_in_use(ip) => {
-                return err(409, "IpAddressAlreadyAllocated", &format!("IP address {ip} already allocated in subnet {sub}"));
+                return err(
+                    409,
+                    "IpAddressAlreadyAllocated",
+                    &format!("IP address {ip} already allocated in subnet {sub}"),
+                );
             }
             Ok(ip) => ip,
-            Err(_) => return bad(&format!("Invalid input for floating_ip_address. Reason: '{a}' is not a valid IP address.")),
+            Err(_) => {
+                return bad(&format!(
+                    "Invalid input for floating_ip_address. Reason: '{a}' is not a valid IP address."
+                ));
+            }
         },
         None => match st.allocate_ip(&sub) {
             Some(ip) => ip,
-            None => return err(409, "IpAddressGenerationFailure", &format!("No more IP addresses available on network {net}.")),
+            None => {
+                return err(
+                    409,
+                    "IpAddressGenerationFailure",
+                    &format!("No more IP addresses available on network {net}."),
+                );
+            }
         },
     };
     let ts = now();
@@ -473,7 +667,11 @@ async fn fip_update(State(sh): S, Path(id): Path<String>, body: Body) -> Respons
     let f = &body["floatingip"];
     let mut st = sh.store();
     let Some(current) = st.floating_ips.get(&id) else {
-        return err(404, "FloatingIPNotFound", &format!("Floating IP {id} could not be found."));
+        return err(
+            404,
+            "FloatingIPNotFound",
+            &format!("Floating IP {id} could not be found."),
+        );
     };
     let old_server = current["port_id"]
         .as_str()
@@ -509,7 +707,11 @@ async fn fip_update(State(sh): S, Path(id): Path<String>, body: Body) -> Respons
 async fn fip_delete(State(sh): S, Path(id): Path<String>) -> Response {
     let mut st = sh.store();
     let Some(doc) = st.floating_ips.shift_remove(&id) else {
-        return err(404, "FloatingIPNotFound", &format!("Floating IP {id} could not be found."));
+        return err(
+            404,
+            "FloatingIPNotFound",
+            &format!("Floating IP {id} could not be found."),
+        );
     };
     let server = doc["port_id"]
         .as_str()

@@ -31,9 +31,7 @@ impl Microversion {
 
 /// Reads the microversion headers. `Ok(None)` means none was asked for (2.1).
 /// `Err(text)` carries the 406/400 message.
-pub fn parse_microversion(
-    headers: &axum::http::HeaderMap,
-) -> Result<Microversion, (u16, String)> {
+pub fn parse_microversion(headers: &axum::http::HeaderMap) -> Result<Microversion, (u16, String)> {
     let modern = headers
         .get_all("openstack-api-version")
         .iter()
@@ -71,7 +69,9 @@ pub fn parse_microversion(
         )),
         None => Err((
             400,
-            format!("API Version String {raw} is of invalid format. Must be of format MajorNum.MinorNum."),
+            format!(
+                "API Version String {raw} is of invalid format. Must be of format MajorNum.MinorNum."
+            ),
         )),
     }
 }
@@ -232,7 +232,12 @@ async fn group_show(
     }
 }
 
-const POLICIES: [&str; 4] = ["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"];
+const POLICIES: [&str; 4] = [
+    "affinity",
+    "anti-affinity",
+    "soft-affinity",
+    "soft-anti-affinity",
+];
 
 async fn group_create(
     State(sh): State<Arc<Shared>>,

@@ -24,10 +24,7 @@ type S = State<Arc<Shared>>;
 pub fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/compute/v2.1/os-keypairs", get(list).post(create))
-        .route(
-            "/compute/v2.1/os-keypairs/{name}",
-            get(show).delete(delete),
-        )
+        .route("/compute/v2.1/os-keypairs/{name}", get(show).delete(delete))
 }
 
 /// Nova's fingerprint: MD5 of the key blob, as colon-separated hex.
@@ -76,7 +73,11 @@ fn not_found(sh: &Shared, name: &str) -> Response {
     )
 }
 
-async fn show(State(sh): S, Extension(mv): Extension<Microversion>, Path(name): Path<String>) -> Response {
+async fn show(
+    State(sh): S,
+    Extension(mv): Extension<Microversion>,
+    Path(name): Path<String>,
+) -> Response {
     let doc = {
         let st = sh.store();
         st.keypairs.get(&name).map(|k| {
@@ -172,7 +173,11 @@ async fn create(
     (status, Json(json!({ "keypair": v }))).into_response()
 }
 
-async fn delete(State(sh): S, Extension(mv): Extension<Microversion>, Path(name): Path<String>) -> Response {
+async fn delete(
+    State(sh): S,
+    Extension(mv): Extension<Microversion>,
+    Path(name): Path<String>,
+) -> Response {
     if sh.store().keypairs.shift_remove(&name).is_none() {
         return not_found(&sh, &name);
     }

@@ -46,7 +46,10 @@ pub fn router() -> Router<Arc<Shared>> {
         .route(&format!("{v}/{{id}}/action"), post(action))
         .route(&format!("{v}/{{id}}/metadata"), get(metadata))
         .route(&format!("{v}/{{id}}/tags"), get(tags))
-        .route(&format!("{v}/{{id}}/tags/{{tag}}"), put(tag_add).delete(tag_remove).get(tag_check))
+        .route(
+            &format!("{v}/{{id}}/tags/{{tag}}"),
+            put(tag_add).delete(tag_remove).get(tag_check),
+        )
 }
 
 fn bad(msg: &str) -> Response {
@@ -70,12 +73,16 @@ fn addresses(st: &Store, s: &Server) -> Value {
     let mut out = serde_json::Map::new();
     for p in st.ports_of(&s.id) {
         let net = p["network_id"].as_str().unwrap_or_default();
-        let net_name = st.networks.get(net).and_then(|n| n["name"].as_str()).unwrap_or(net);
+        let net_name = st
+            .networks
+            .get(net)
+            .and_then(|n| n["name"].as_str())
+            .unwrap_or(net);
         let mac = p["mac_address"].clone();
-        let entry = out
-            .entry(net_name.to_string())
-            .or_insert_with(|| json!([]));
-        let Some(list) = entry.as_array_mut() else { continue };
+        let entry = out.entry(net_name.to_string()).or_insert_with(|| json!([]));
+        let Some(list) = entry.as_array_mut() else {
+            continue;
+        };
         for f in p["fixed_ips"].as_array().into_iter().flatten() {
             list.push(json!({"version": 4, "addr": f["ip_address"],
                 "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac}));
@@ -150,7 +157,11 @@ pub fn server_doc(base: &str, st: &Store, s: &Server, mv: Microversion) -> Value
     });
     let o = d.as_object_mut().expect("literal object");
     if built || s.status == ServerStatus::Deleted {
-        let sgs: Vec<Value> = s.security_groups.iter().map(|n| json!({"name": n})).collect();
+        let sgs: Vec<Value> = s
+            .security_groups
+            .iter()
+            .map(|n| json!({"name": n}))
+            .collect();
         o.insert("security_groups".into(), json!(sgs));
     }
     if mv.at_least(9) {
@@ -181,7 +192,10 @@ pub fn server_doc(base: &str, st: &Store, s: &Server, mv: Microversion) -> Value
 }
 
 fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Nova's `name` filter: a case-insensitive regular expression matched anywhere in the name
@@ -287,11 +301,19 @@ async fn list(State(sh): S, Extension(mv): Extension<Microversion>, Query(q): Q)
     listing(&sh, &q, mv, false)
 }
 
-async fn list_detail(State(sh): S, Extension(mv): Extension<Microversion>, Query(q): Q) -> Response {
+async fn list_detail(
+    State(sh): S,
+    Extension(mv): Extension<Microversion>,
+    Query(q): Q,
+) -> Response {
     listing(&sh, &q, mv, true)
 }
 
-async fn show(State(sh): S, Extension(mv): Extension<Microversion>, Path(id): Path<String>) -> Response {
+async fn show(
+    State(sh): S,
+    Extension(mv): Extension<Microversion>,
+    Path(id): Path<String>,
+) -> Response {
     let st = sh.store();
     match st.servers.get(&id) {
         Some(s) => Json(json!({"server": server_doc(&sh.base_url, &st, s, mv)})).into_response(),
@@ -309,7 +331,14 @@ fn mac_for(ip: Ipv4Addr) -> String {
 }
 
 /// A Neutron port document for a server NIC (Nova creates these for `networks: [{uuid}]`).
-pub fn port_doc(st: &Store, network_id: &str, subnet_id: &str, ip: Ipv4Addr, name: &str, sgs: Vec<String>) -> Value {
+pub fn port_doc(
+    st: &Store,
+    network_id: &str,
+    subnet_id: &str,
+    ip: Ipv4Addr,
+    name: &str,
+    sgs: Vec<String>,
+) -> Value {
     let now = timefmt::seconds(SystemTime::now());
     json!({"id": new_uuid(), "name": name, "network_id": network_id,
         "project_id": st.project_id, "tenant_id": st.project_id, "mac_address": mac_for(ip),
@@ -377,16 +406,32 @@ async fn create(
     };
     let b = &body["server"];
     if !b.is_object() {
-        return bad("Invalid input for field/attribute server. Value: None. 'server' is a required property");
+        return bad(
+            "Invalid input for field/attribute server. Value: None. 'server' is a required property",
+        );
     }
-    let Some(name) = b["name"].as_str().filter(|n| !n.is_empty() && n.len() <= 255) else {
-        return bad("Invalid input for field/attribute server. Value: None. 'name' is a required property");
+    let Some(name) = b["name"]
+        .as_str()
+        .filter(|n| !n.is_empty() && n.len() <= 255)
+    else {
+        return bad(
+            "Invalid input for field/attribute server. Value: None. 'name' is a required property",
+        );
     };
     let Some(flavor_ref) = b["flavorRef"].as_str().map(last_segment) else {
-        return bad("Invalid input for field/attribute server. Value: None. 'flavorRef' is a required property");
+        return bad(
+            "Invalid input for field/attribute server. Value: None. 'flavorRef' is a required property",
+        );
     };
-    let bdms: Vec<Value> = b["block_device_mapping_v2"].as_array().cloned().unwrap_or_default();
-    let image_ref = b["imageRef"].as_str().map(last_segment).unwrap_or("").to_string();
+    let bdms: Vec<Value> = b["block_device_mapping_v2"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let image_ref = b["imageRef"]
+        .as_str()
+        .map(last_segment)
+        .unwrap_or("")
+        .to_string();
     let user_data = match b["user_data"].as_str() {
         None => None,
         Some(enc) => match base64::engine::general_purpose::STANDARD.decode(enc.trim()) {
@@ -398,7 +443,9 @@ async fn create(
     if let Some(m) = b["metadata"].as_object() {
         for (k, v) in m {
             let Some(v) = v.as_str() else {
-                return bad(&format!("Invalid input for field/attribute metadata. Value: {v}. {v} is not of type 'string'"));
+                return bad(&format!(
+                    "Invalid input for field/attribute metadata. Value: {v}. {v} is not of type 'string'"
+                ));
             };
             metadata.insert(k.clone(), v.to_string());
         }
@@ -410,7 +457,9 @@ async fn create(
         .filter_map(|t| t.as_str().map(str::to_string))
         .collect();
     if !tags.is_empty() && !mv.at_least(52) {
-        return bad("Invalid input for field/attribute server. Additional properties are not allowed ('tags' was unexpected)");
+        return bad(
+            "Invalid input for field/attribute server. Additional properties are not allowed ('tags' was unexpected)",
+        );
     }
     let hints = body
         .get("os:scheduler_hints")
@@ -428,12 +477,13 @@ async fn create(
     if st.flavor(flavor_ref).is_none() {
         return bad(&format!("Flavor {flavor_ref} could not be found."));
     }
-    let boot_from_volume = bdms.iter().any(|d| {
-        d["boot_index"].as_i64() == Some(0)
-            || d["boot_index"].as_str() == Some("0")
-    });
+    let boot_from_volume = bdms
+        .iter()
+        .any(|d| d["boot_index"].as_i64() == Some(0) || d["boot_index"].as_str() == Some("0"));
     if image_ref.is_empty() && !boot_from_volume {
-        return bad("Block Device Mapping is Invalid: Boot sequence for the instance and image/block device mapping combination is not valid.");
+        return bad(
+            "Block Device Mapping is Invalid: Boot sequence for the instance and image/block device mapping combination is not valid.",
+        );
     }
     if !image_ref.is_empty() && st.image(&image_ref).is_none() {
         return bad(&format!("Image {image_ref} could not be found."));
@@ -456,7 +506,10 @@ async fn create(
     let mut sg_names = vec![];
     let mut sg_ids = vec![];
     let requested: Vec<String> = match b["security_groups"].as_array() {
-        Some(a) => a.iter().filter_map(|g| g["name"].as_str().map(str::to_string)).collect(),
+        Some(a) => a
+            .iter()
+            .filter_map(|g| g["name"].as_str().map(str::to_string))
+            .collect(),
         None => vec!["default".into()],
     };
     for want in &requested {
@@ -470,7 +523,10 @@ async fn create(
                 sg_ids.push(g["id"].as_str().unwrap_or_default().to_string());
             }
             None => {
-                return bad(&format!("Security group {want} not found for project {}.", st.project_id));
+                return bad(&format!(
+                    "Security group {want} not found for project {}.",
+                    st.project_id
+                ));
             }
         }
     }
@@ -484,7 +540,11 @@ async fn create(
                         return bad(&format!("Port id {port} could not be found."));
                     };
                     if p["device_id"].as_str().is_some_and(|d| !d.is_empty()) {
-                        return error(Service::Compute, 409, &format!("Port {port} is still in use."));
+                        return error(
+                            Service::Compute,
+                            409,
+                            &format!("Port {port} is still in use."),
+                        );
                     }
                     nics.push(Nic {
                         network_id: p["network_id"].as_str().unwrap_or_default().to_string(),
@@ -503,18 +563,32 @@ async fn create(
                     None => None,
                     Some(ip) => match ip.parse::<Ipv4Addr>() {
                         Ok(a) => Some(a),
-                        Err(_) => return bad(&format!("Invalid input for field/attribute fixed_ip. Value: {ip}. '{ip}' is not a 'ipv4'")),
+                        Err(_) => {
+                            return bad(&format!(
+                                "Invalid input for field/attribute fixed_ip. Value: {ip}. '{ip}' is not a 'ipv4'"
+                            ));
+                        }
                     },
                 };
-                nics.push(Nic { network_id: uuid.to_string(), port_id: None, fixed_ip });
+                nics.push(Nic {
+                    network_id: uuid.to_string(),
+                    port_id: None,
+                    fixed_ip,
+                });
             }
         }
         Value::String(s) if s == "none" => {}
         Value::Null if mv.at_least(37) => {
-            return bad("Invalid input for field/attribute server. Value: None. 'networks' is a required property");
+            return bad(
+                "Invalid input for field/attribute server. Value: None. 'networks' is a required property",
+            );
         }
         _ => {
-            let usable: Vec<&Value> = st.networks.values().filter(|n| n["router:external"] != true).collect();
+            let usable: Vec<&Value> = st
+                .networks
+                .values()
+                .filter(|n| n["router:external"] != true)
+                .collect();
             match usable.as_slice() {
                 [one] => nics.push(Nic {
                     network_id: one["id"].as_str().unwrap_or_default().to_string(),
@@ -522,7 +596,13 @@ async fn create(
                     fixed_ip: None,
                 }),
                 [] => return bad("No valid network found"),
-                _ => return error(Service::Compute, 409, "Multiple possible networks found, use a Network ID to be more specific."),
+                _ => {
+                    return error(
+                        Service::Compute,
+                        409,
+                        "Multiple possible networks found, use a Network ID to be more specific.",
+                    );
+                }
             }
         }
     }
@@ -530,9 +610,15 @@ async fn create(
     if let Some(g) = &group
         && !st.server_groups.contains_key(g)
     {
-        return bad(&format!("Invalid input for field/attribute group. Value: {g}. Instance group {g} could not be found."));
+        return bad(&format!(
+            "Invalid input for field/attribute group. Value: {g}. Instance group {g} could not be found."
+        ));
     }
-    let used = st.servers.values().filter(|s| s.status != ServerStatus::Deleted).count();
+    let used = st
+        .servers
+        .values()
+        .filter(|s| s.status != ServerStatus::Deleted)
+        .count();
     if used >= st.instance_quota {
         return error(
             Service::Compute,
@@ -556,24 +642,40 @@ async fn create(
             Some(ip) => {
                 if st.ip_in_use(ip) {
                     rollback_ports(&mut st, &port_ids);
-                    return bad(&format!("Fixed IP address {ip} is already in use on network {}.", nic.network_id));
+                    return bad(&format!(
+                        "Fixed IP address {ip} is already in use on network {}.",
+                        nic.network_id
+                    ));
                 }
                 match st.subnet_for_ip(&nic.network_id, ip) {
                     Some(sub) => (sub, ip),
                     None => {
                         rollback_ports(&mut st, &port_ids);
-                        return bad(&format!("Fixed IP address {ip} is not valid on network {}.", nic.network_id));
+                        return bad(&format!(
+                            "Fixed IP address {ip} is not valid on network {}.",
+                            nic.network_id
+                        ));
                     }
                 }
             }
             None => {
                 let Some(sub) = st.first_subnet_of(&nic.network_id) else {
                     rollback_ports(&mut st, &port_ids);
-                    return bad(&format!("Network {} requires a subnet in order to boot instances on.", nic.network_id));
+                    return bad(&format!(
+                        "Network {} requires a subnet in order to boot instances on.",
+                        nic.network_id
+                    ));
                 };
                 let Some(ip) = st.allocate_ip(&sub) else {
                     rollback_ports(&mut st, &port_ids);
-                    return error(Service::Compute, 409, &format!("No more IP addresses available on network {}.", nic.network_id));
+                    return error(
+                        Service::Compute,
+                        409,
+                        &format!(
+                            "No more IP addresses available on network {}.",
+                            nic.network_id
+                        ),
+                    );
                 };
                 (sub, ip)
             }
@@ -595,7 +697,10 @@ async fn create(
     for d in &bdms {
         if d["destination_type"] == "volume" {
             let vid = match d["source_type"].as_str() {
-                Some("volume") => d["uuid"].as_str().map(str::to_string).unwrap_or_else(new_uuid),
+                Some("volume") => d["uuid"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(new_uuid),
                 _ => new_uuid(),
             };
             st.volumes.insert(
@@ -608,7 +713,10 @@ async fn create(
         }
     }
     if let Some(g) = &group
-        && let Some(members) = st.server_groups.get_mut(g).and_then(|x| x["members"].as_array_mut())
+        && let Some(members) = st
+            .server_groups
+            .get_mut(g)
+            .and_then(|x| x["members"].as_array_mut())
     {
         members.push(json!(id));
     }
@@ -618,13 +726,20 @@ async fn create(
         name: name.to_string(),
         status: ServerStatus::Build,
         flavor_id: flavor_ref.to_string(),
-        image_id: if boot_from_volume { String::new() } else { image_ref },
+        image_id: if boot_from_volume {
+            String::new()
+        } else {
+            image_ref
+        },
         key_name,
         metadata,
         tags,
         user_data,
         config_drive: as_bool(&b["config_drive"]),
-        availability_zone: b["availability_zone"].as_str().unwrap_or("nova").to_string(),
+        availability_zone: b["availability_zone"]
+            .as_str()
+            .unwrap_or("nova")
+            .to_string(),
         security_groups: sg_names.clone(),
         description: b["description"].as_str().map(str::to_string),
         server_groups: group.into_iter().collect(),
@@ -644,9 +759,11 @@ async fn create(
     let sgs: Vec<Value> = sg_names.iter().map(|n| json!({"name": n})).collect();
     let mut r = (
         StatusCode::ACCEPTED,
-        Json(json!({"server": {"id": id, "links": links(&sh.base_url, &id),
+        Json(
+            json!({"server": {"id": id, "links": links(&sh.base_url, &id),
             "OS-DCF:diskConfig": "MANUAL", "security_groups": sgs,
-            "adminPass": uuid::Uuid::new_v4().simple().to_string()[..12].to_string()}})),
+            "adminPass": uuid::Uuid::new_v4().simple().to_string()[..12].to_string()}}),
+        ),
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("{}/compute/v2.1/servers/{id}", sh.base_url)) {
@@ -671,7 +788,9 @@ async fn life_cycle(sh: Arc<Shared>, id: String, fails: bool) {
     }
     {
         let mut st = sh.store();
-        let Some(s) = st.servers.get_mut(&id) else { return };
+        let Some(s) = st.servers.get_mut(&id) else {
+            return;
+        };
         if s.status != ServerStatus::Build {
             return;
         }
@@ -679,7 +798,11 @@ async fn life_cycle(sh: Arc<Shared>, id: String, fails: bool) {
         s.updated = now;
         if fails {
             s.status = ServerStatus::Error;
-            s.fault = Some(Fault { code: 500, message: NO_VALID_HOST.into(), created: now });
+            s.fault = Some(Fault {
+                code: 500,
+                message: NO_VALID_HOST.into(),
+                created: now,
+            });
         } else {
             s.status = ServerStatus::Active;
             s.launched = Some(now);
@@ -720,7 +843,10 @@ async fn bring_up_ssh(sh: &Arc<Shared>, id: &str) {
         return;
     }
     if let Err(e) = std::fs::create_dir_all(&spec.workdir) {
-        tracing::warn!(server = id, "cannot create the server's working directory: {e}");
+        tracing::warn!(
+            server = id,
+            "cannot create the server's working directory: {e}"
+        );
         return;
     }
     let port = match sh.ssh.start(id, &addrs, spec).await {
@@ -776,7 +902,9 @@ async fn action(State(sh): S, Path(id): Path<String>, body: Option<Json<Value>>)
             return error(
                 Service::Compute,
                 409,
-                &format!("Cannot 'get_console_output' instance {id} while it is in vm_state building"),
+                &format!(
+                    "Cannot 'get_console_output' instance {id} while it is in vm_state building"
+                ),
             );
         }
         let length = match &req["length"] {
@@ -822,7 +950,11 @@ async fn tags(State(sh): S, Path(id): Path<String>) -> Response {
 async fn tag_check(State(sh): S, Path((id, tag)): Path<(String, String)>) -> Response {
     match sh.store().servers.get(&id) {
         Some(s) if s.tags.contains(&tag) => StatusCode::NO_CONTENT.into_response(),
-        Some(_) => error(Service::Compute, 404, &format!("Tag {tag} could not be found.")),
+        Some(_) => error(
+            Service::Compute,
+            404,
+            &format!("Tag {tag} could not be found."),
+        ),
         None => not_found(&id),
     }
 }
@@ -849,7 +981,11 @@ async fn tag_remove(State(sh): S, Path((id, tag)): Path<(String, String)>) -> Re
             if s.tags.len() < before {
                 StatusCode::NO_CONTENT.into_response()
             } else {
-                error(Service::Compute, 404, &format!("Tag {tag} could not be found."))
+                error(
+                    Service::Compute,
+                    404,
+                    &format!("Tag {tag} could not be found."),
+                )
             }
         }
         None => not_found(&id),
@@ -877,7 +1013,10 @@ mod tests {
     #[test]
     fn cloud_config_keys_are_found_anywhere() {
         let ud = "#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 AAAA one\nusers:\n  - name: ci\n    ssh_authorized_keys: [\"ssh-ed25519 BBBB two\"]\n";
-        assert_eq!(cloud_config_keys(ud), ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"]);
+        assert_eq!(
+            cloud_config_keys(ud),
+            ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"]
+        );
         assert!(cloud_config_keys("#!/bin/sh\necho hi").is_empty());
     }
 }

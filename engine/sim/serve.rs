@@ -1,10 +1,17 @@
 //! `executor sim serve`: run the simulated cloud in the foreground for manual use.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{SimCloud, SimOptions, SshMode};
+
+/// `executor sim ...`
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SimCommand {
+    /// Start a simulated OpenStack on 127.0.0.1, print its clouds.yaml and OS_* variables,
+    /// and run until Ctrl-C.
+    Serve(ServeArgs),
+}
 
 /// Start a simulated OpenStack on 127.0.0.1 and print how to reach it; runs until Ctrl-C.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,23 +30,31 @@ pub struct ServeArgs {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Runs `sim serve` to completion.
-pub fn run(args: ServeArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+/// Runs an `executor sim` command to completion; returns the process exit code.
+pub fn run(cmd: SimCommand) -> i32 {
+    let SimCommand::Serve(args) = cmd;
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return 1;
         }
     };
     rt.block_on(serve(args))
 }
 
-async fn serve(args: ServeArgs) -> ExitCode {
+async fn serve(args: ServeArgs) -> i32 {
     let opts = SimOptions {
         build_delay: args.build_delay,
         ssh_delay: args.ssh_delay,
-        ssh_mode: if args.no_ssh { SshMode::Disabled } else { SshMode::Embedded },
+        ssh_mode: if args.no_ssh {
+            SshMode::Disabled
+        } else {
+            SshMode::Embedded
+        },
         state_dir: args.state_dir.clone(),
         ..SimOptions::default()
     };
@@ -47,28 +62,54 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return 1;
         }
     };
     let dir = args.state_dir.clone().unwrap_or_else(std::env::temp_dir);
     let written = match sim.write_clouds_yaml(&dir) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: cannot write clouds.yaml into {}: {e}", dir.display());
-            return ExitCode::FAILURE;
+            eprintln!(
+                "error: cannot write clouds.yaml into {}: {e}",
+                dir.display()
+            );
+            return 1;
         }
     };
-    println!("# Simulated OpenStack at {} (Ctrl-C stops it)", sim.base_url());
+    println!(
+        "# Simulated OpenStack at {} (Ctrl-C stops it)",
+        sim.base_url()
+    );
     println!("# clouds.yaml written to {}:", written.display());
     println!("{}", sim.clouds_yaml());
     println!("# Either use it:");
-    println!("export OS_CLIENT_CONFIG_FILE={} OS_CLOUD={}", written.display(), super::CLOUD_NAME);
+    println!(
+        "export OS_CLIENT_CONFIG_FILE={} OS_CLOUD={}",
+        written.display(),
+        super::CLOUD_NAME
+    );
     println!("# or these variables:");
     for (k, v) in sim.os_env() {
         println!("export {k}={v}");
     }
     println!("# Servers' SSH port is in their metadata key `ssh_port`.");
-    let _ = tokio::signal::ctrl_c().await;
+    wait_for_stop_signal().await;
     sim.shutdown().await;
-    ExitCode::SUCCESS
+    0
+}
+
+/// Ctrl-C, or SIGTERM from a process manager.
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -55,13 +55,23 @@ impl SshHub {
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Endpoint>> {
-        self.endpoints.lock().unwrap_or_else(PoisonError::into_inner)
+        self.endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Starts the endpoint of `server_id` on `addrs`; returns its port.
-    pub async fn start(&self, server_id: &str, addrs: &[Ipv4Addr], spec: EndpointSpec) -> io::Result<u16> {
+    pub async fn start(
+        &self,
+        server_id: &str,
+        addrs: &[Ipv4Addr],
+        spec: EndpointSpec,
+    ) -> io::Result<u16> {
         let Some(&first) = addrs.first() else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "server has no address"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "server has no address",
+            ));
         };
         let listener = match self.prefer_22 {
             true => bind(first, 22).or_else(|_| bind(first, 0))?,
@@ -88,9 +98,20 @@ impl SshHub {
         let cancel = CancellationToken::new();
         let mut listeners = HashMap::new();
         let t = cancel.child_token();
-        tokio::spawn(accept_loop(listener, config.clone(), guest.clone(), t.clone()));
+        tokio::spawn(accept_loop(
+            listener,
+            config.clone(),
+            guest.clone(),
+            t.clone(),
+        ));
         listeners.insert(first, t);
-        let mut ep = Endpoint { port, cancel, config, spec: guest, listeners };
+        let mut ep = Endpoint {
+            port,
+            cancel,
+            config,
+            spec: guest,
+            listeners,
+        };
         for &ip in &addrs[1..] {
             add_listener(&mut ep, ip);
         }
@@ -103,7 +124,9 @@ impl SshHub {
     /// Makes the endpoint listen on exactly `addrs` (after a floating IP came or went).
     pub fn set_addresses(&self, server_id: &str, addrs: &[Ipv4Addr]) {
         let mut map = self.map();
-        let Some(ep) = map.get_mut(server_id) else { return };
+        let Some(ep) = map.get_mut(server_id) else {
+            return;
+        };
         ep.listeners.retain(|ip, t| {
             let keep = addrs.contains(ip);
             if !keep {
@@ -145,7 +168,12 @@ fn add_listener(ep: &mut Endpoint, ip: Ipv4Addr) {
     match bind(ip, ep.port) {
         Ok(l) => {
             let t = ep.cancel.child_token();
-            tokio::spawn(accept_loop(l, ep.config.clone(), ep.spec.clone(), t.clone()));
+            tokio::spawn(accept_loop(
+                l,
+                ep.config.clone(),
+                ep.spec.clone(),
+                t.clone(),
+            ));
             ep.listeners.insert(ip, t);
         }
         Err(e) => tracing::warn!("SSH endpoint cannot listen on {ip}:{}: {e}", ep.port),
@@ -190,7 +218,11 @@ struct Severable {
 
 impl Severable {
     fn new(inner: TcpStream, token: CancellationToken) -> Severable {
-        Severable { inner, cut: Box::pin(token.cancelled_owned()), dead: false }
+        Severable {
+            inner,
+            cut: Box::pin(token.cancelled_owned()),
+            dead: false,
+        }
     }
 
     fn is_cut(&mut self, cx: &mut Context<'_>) -> bool {
@@ -206,7 +238,11 @@ fn severed() -> io::Error {
 }
 
 impl AsyncRead for Severable {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.is_cut(cx) {
             return Poll::Ready(Err(severed()));
         }
@@ -215,7 +251,11 @@ impl AsyncRead for Severable {
 }
 
 impl AsyncWrite for Severable {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if self.is_cut(cx) {
             return Poll::Ready(Err(severed()));
         }

@@ -15,7 +15,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use russh::keys::ssh_key::PublicKey;
-use russh::server::{Auth, ChannelOpenHandle, Handle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::server::{
+    Auth, ChannelOpenHandle, Handle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
+};
 use russh::{Channel, ChannelId, Sig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -29,7 +31,9 @@ pub(crate) struct GuestSpec {
 
 impl GuestSpec {
     fn allows(&self, key: &PublicKey) -> bool {
-        self.authorized.iter().any(|k| k.key_data() == key.key_data())
+        self.authorized
+            .iter()
+            .any(|k| k.key_data() == key.key_data())
     }
 }
 
@@ -56,7 +60,12 @@ impl GuestSession {
         }
     }
 
-    fn start(&mut self, channel: ChannelId, command: Option<&[u8]>, handle: Handle) -> std::io::Result<()> {
+    fn start(
+        &mut self,
+        channel: ChannelId,
+        command: Option<&[u8]>,
+        handle: Handle,
+    ) -> std::io::Result<()> {
         let mut cmd = tokio::process::Command::new("bash");
         match command {
             Some(c) => {
@@ -126,7 +135,13 @@ impl GuestSession {
                     let _ = handle.exit_status_request(channel, code as u32).await;
                 } else if let Some(sig) = status.signal() {
                     let _ = handle
-                        .exit_signal_request(channel, signal_name(sig), status.core_dumped(), String::new(), String::new())
+                        .exit_signal_request(
+                            channel,
+                            signal_name(sig),
+                            status.core_dumped(),
+                            String::new(),
+                            String::new(),
+                        )
                         .await;
                 }
             }
@@ -185,11 +200,23 @@ where
 impl russh::server::Handler for GuestSession {
     type Error = russh::Error;
 
-    async fn auth_publickey_offered(&mut self, _user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
-        Ok(if self.spec.allows(offer.public_key) { Auth::Accept } else { Auth::reject() })
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(if self.spec.allows(offer.public_key) {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         if self.spec.allows(key.public_key) {
             self.user = user.to_string();
             Ok(Auth::Accept)
@@ -220,33 +247,55 @@ impl russh::server::Handler for GuestSession {
         session.channel_success(channel)
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         match self.start(channel, Some(data), session.handle()) {
             Ok(()) => session.channel_success(channel),
             Err(_) => session.channel_failure(channel),
         }
     }
 
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         match self.start(channel, None, session.handle()) {
             Ok(()) => session.channel_success(channel),
             Err(_) => session.channel_failure(channel),
         }
     }
 
-    async fn data(&mut self, channel: ChannelId, data: &[u8], _session: &mut Session) -> Result<(), Self::Error> {
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         if let Some(tx) = self.stdin.get(&channel) {
             let _ = tx.send(data.to_vec());
         }
         Ok(())
     }
 
-    async fn channel_eof(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.stdin.remove(&channel);
         Ok(())
     }
 
-    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.stdin.remove(&channel);
         if let Some(t) = self.channels.remove(&channel) {
             t.cancel();

@@ -289,8 +289,14 @@ mod tests {
 
     #[test]
     fn cidr_membership() {
-        assert!(cidr_contains("127.77.0.0/16", "127.77.3.4".parse().unwrap()));
-        assert!(!cidr_contains("127.77.0.0/16", "127.78.0.4".parse().unwrap()));
+        assert!(cidr_contains(
+            "127.77.0.0/16",
+            "127.77.3.4".parse().unwrap()
+        ));
+        assert!(!cidr_contains(
+            "127.77.0.0/16",
+            "127.78.0.4".parse().unwrap()
+        ));
         assert!(!cidr_contains("garbage", "127.77.0.4".parse().unwrap()));
     }
 }

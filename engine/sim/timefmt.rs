@@ -21,7 +21,15 @@ fn parts(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
     let secs = d.as_secs();
     let (y, m, day) = civil((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    (y, m, day, rem / 3600, (rem % 3600) / 60, rem % 60, d.subsec_micros())
+    (
+        y,
+        m,
+        day,
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_micros(),
+    )
 }
 
 /// `2026-11-28T08:17:06Z` (Nova, Neutron, Glance).
