@@ -16,6 +16,7 @@ mod probe;
 mod remote_exit;
 mod script_run;
 mod shell_quote;
+mod upload;
 
 pub use cancel_remote::kill_process_group;
 pub use command::CommandOutput;

@@ -25,7 +25,9 @@ impl PgidMarker {
             self.done = true;
             if let Some(pgid) = parse(line) {
                 self.pgid = Some(pgid);
-                return self.buffer.split_off(pos + 1).into();
+                let rest = self.buffer.split_off(pos + 1);
+                self.buffer = Vec::new();
+                return rest.into();
             }
             return std::mem::take(&mut self.buffer).into();
         }
