@@ -80,7 +80,8 @@ pub fn find_sshd() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn current_user() -> std::io::Result<String> {
+/// The name of the user this process runs as (the one sshd lets in).
+pub fn current_user() -> std::io::Result<String> {
     // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name at once.
     unsafe {
         let pw = libc::getpwuid(libc::geteuid());
@@ -267,16 +268,60 @@ impl OpenSshServer {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// Kills sshd and every per-connection child at once, like a crashing VM.
+    /// Kills sshd, its per-connection processes and everything they started, like a VM that
+    /// crashed. (sshd puts each connection in its own session, so the process group alone is
+    /// not enough.)
     pub fn kill(&mut self) {
         if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: plain syscall on the process group we created.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
+            for victim in process_tree(pid) {
+                // SAFETY: plain syscall on processes this server started.
+                unsafe {
+                    libc::kill(victim, libc::SIGKILL);
+                }
             }
         }
         let _ = self.child.wait();
     }
+}
+
+/// `root` and all its descendants, from /proc, collected before anything is killed.
+fn process_tree(root: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // The command name may contain spaces and parentheses; fields resume after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    tree
 }
 
 impl Drop for OpenSshServer {

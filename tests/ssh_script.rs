@@ -33,7 +33,11 @@ async fn run(fx: &Fixture, body: &[u8]) -> (Vec<u8>, Vec<u8>, RemoteExit) {
 async fn exit_codes_pass_through_including_255() {
     let fx = Fixture::start();
     for code in [0u32, 1, 42, 255] {
-        let (out, _, exit) = run(&fx, format!("echo before\nexit {code}\necho after\n").as_bytes()).await;
+        let (out, _, exit) = run(
+            &fx,
+            format!("echo before\nexit {code}\necho after\n").as_bytes(),
+        )
+        .await;
         assert_eq!(exit, RemoteExit::Code(code));
         assert_eq!(out, b"before\n", "the pgid marker never reaches the output");
     }
@@ -59,7 +63,12 @@ async fn ten_megabyte_script_arrives_whole() {
     let mut i: u64 = 0;
     while payload.len() < 10 * 1024 * 1024 + 123 {
         i += 1;
-        writeln!(payload, "{i:08} {:x} the quick brown fox $HOME `not run`", i.wrapping_mul(0x9e3779b97f4a7c15)).unwrap();
+        writeln!(
+            payload,
+            "{i:08} {:x} the quick brown fox $HOME `not run`",
+            i.wrapping_mul(0x9e3779b97f4a7c15)
+        )
+        .unwrap();
     }
     let script = format!(
         "cat > '{}' <<'EXECUTOR_EOF'\n{payload}EXECUTOR_EOF\nsha256sum '{}'\necho END-OF-SCRIPT\n",
@@ -68,10 +77,18 @@ async fn ten_megabyte_script_arrives_whole() {
     );
     assert!(script.len() > 10 * 1024 * 1024);
     let (out, err, exit) = run(&fx, script.as_bytes()).await;
-    assert_eq!(exit, RemoteExit::Code(0), "stderr: {}", String::from_utf8_lossy(&err));
+    assert_eq!(
+        exit,
+        RemoteExit::Code(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&err)
+    );
     let out = String::from_utf8(out).unwrap();
     let local = sha256_hex(payload.as_bytes());
-    assert!(out.starts_with(&local), "remote checksum {out:?} != local {local}");
+    assert!(
+        out.starts_with(&local),
+        "remote checksum {out:?} != local {local}"
+    );
     assert!(out.ends_with("END-OF-SCRIPT\n"));
 }
 
@@ -116,8 +133,18 @@ async fn invalid_utf8_and_long_lines_pass_through_byte_for_byte() {
     let script = format!("cat '{0}'; cat '{0}' >&2\n", blob.display());
     let (out, err, exit) = run(&fx, script.as_bytes()).await;
     assert_eq!(exit, RemoteExit::Code(0));
-    assert!(out == expected, "stdout differs ({} vs {} bytes)", out.len(), expected.len());
-    assert!(err == expected, "stderr differs ({} vs {} bytes)", err.len(), expected.len());
+    assert!(
+        out == expected,
+        "stdout differs ({} vs {} bytes)",
+        out.len(),
+        expected.len()
+    );
+    assert!(
+        err == expected,
+        "stderr differs ({} vs {} bytes)",
+        err.len(),
+        expected.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,9 +172,11 @@ async fn output_is_live_while_the_script_still_runs() {
         assert!(!out.take().windows(6).any(|w| w == b"second"));
         std::fs::write(&gate, b"").unwrap();
     };
-    let (exit, ()) = tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(running, checker) })
-        .await
-        .expect("no hang");
+    let (exit, ()) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(running, checker)
+    })
+    .await
+    .expect("no hang");
     assert_eq!(exit.unwrap(), RemoteExit::Code(0));
     assert_eq!(out.take(), b"first\nsecond\n");
 }
@@ -157,7 +186,12 @@ async fn commands_capture_output_and_uploads_land_atomically() {
     let fx = Fixture::start();
     let session = fx.session().await;
     let out = session
-        .run_command("printf 'a\\377b'; echo oops >&2; exit 3", None, 1024, &CancellationToken::new())
+        .run_command(
+            "printf 'a\\377b'; echo oops >&2; exit 3",
+            None,
+            1024,
+            &CancellationToken::new(),
+        )
         .await
         .unwrap();
     assert_eq!(out.stdout, b"a\xffb");
@@ -166,7 +200,12 @@ async fn commands_capture_output_and_uploads_land_atomically() {
     assert!(!out.truncated);
 
     let capped = session
-        .run_command("head -c 5000 /dev/zero", None, 100, &CancellationToken::new())
+        .run_command(
+            "head -c 5000 /dev/zero",
+            None,
+            100,
+            &CancellationToken::new(),
+        )
         .await
         .unwrap();
     assert_eq!(capped.stdout.len(), 100);
@@ -177,17 +216,30 @@ async fn commands_capture_output_and_uploads_land_atomically() {
     let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let len = content.len() as u64;
     session
-        .upload(target.to_str().unwrap(), std::io::Cursor::new(content.clone()), len, 0o750)
+        .upload(
+            target.to_str().unwrap(),
+            std::io::Cursor::new(content.clone()),
+            len,
+            0o750,
+        )
         .await
         .unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), content);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o750);
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o750
+    );
 
     // A short upload (claimed length larger than the data) leaves nothing behind.
     let short = fx.remote_dir().join("short.bin");
     let err = session
-        .upload(short.to_str().unwrap(), std::io::Cursor::new(vec![1u8; 10]), 11, 0o644)
+        .upload(
+            short.to_str().unwrap(),
+            std::io::Cursor::new(vec![1u8; 10]),
+            11,
+            0o644,
+        )
         .await
         .unwrap_err();
     assert!(!short.exists(), "{err}");

@@ -158,8 +158,15 @@ impl tokio::io::AsyncWrite for Collector {
     }
 }
 
-/// True while a process with this pid exists on this machine (the "server").
+/// True while a process with this pid runs on this machine (the "server"); zombies count as dead.
 pub fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(pid, 0) == 0 }
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, None | Some("Z") | Some("X"))
 }
