@@ -8,7 +8,7 @@ use executor::openssh_server::{OpenSshServer, OpenSshServerConfig};
 use executor::ssh::{
     HostKeyPolicy, ProbeOptions, ScriptOptions, SshError, generate_job_key, probe,
 };
-use ssh_support::{Collector, Fixture, alive, sh};
+use ssh_support::{Collector, Fixture, gone, sh};
 use tokio_util::sync::CancellationToken;
 
 fn read_pid(path: &std::path::Path) -> i32 {
@@ -56,7 +56,7 @@ async fn server_killed_mid_stream_is_a_system_failure() {
     );
     assert!(err.is_system_failure());
     // Like a crashed VM, the stand-in took its processes down with it.
-    assert!(!alive(read_pid(&pidfile)));
+    assert!(gone(read_pid(&pidfile)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,15 +108,8 @@ async fn cancellation_stops_the_script_and_its_children() {
         read_pid(&child_pid),
         read_pid(&grandchild_pid),
     ];
-    // Zombies may take a moment to be reaped by init; bounded wait, no speed assertion.
-    for _ in 0..100 {
-        if pids.iter().all(|&p| !alive(p)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     for pid in pids {
-        assert!(!alive(pid), "remote process {pid} survived cancellation");
+        assert!(gone(pid).await, "remote process {pid} survived cancellation");
     }
     // The connection is still usable: cancelling never tears down the VM or the session.
     assert_eq!(sh(&session, "echo alive").await, ("alive\n".into(), 0));

@@ -170,3 +170,14 @@ pub fn alive(pid: i32) -> bool {
         .and_then(|(_, rest)| rest.split_whitespace().next());
     !matches!(state, None | Some("Z") | Some("X"))
 }
+
+/// Waits (bounded, no speed claim) until `pid` is gone; true if it went.
+pub async fn gone(pid: i32) -> bool {
+    for _ in 0..100 {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
