@@ -109,7 +109,10 @@ async fn cancellation_stops_the_script_and_its_children() {
         read_pid(&grandchild_pid),
     ];
     for pid in pids {
-        assert!(gone(pid).await, "remote process {pid} survived cancellation");
+        assert!(
+            gone(pid).await,
+            "remote process {pid} survived cancellation"
+        );
     }
     // The connection is still usable: cancelling never tears down the VM or the session.
     assert_eq!(sh(&session, "echo alive").await, ("alive\n".into(), 0));

@@ -195,7 +195,12 @@ async fn commands_capture_output_and_uploads_land_atomically() {
         .await
         .unwrap();
     assert_eq!(out.stdout, b"a\xffb", "{out:?}");
-    assert_eq!(out.stderr, b"oops\n", "stderr {:?}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.stderr,
+        b"oops\n",
+        "stderr {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.exit, RemoteExit::Code(3));
     assert!(!out.truncated);
 
