@@ -32,7 +32,10 @@ fn committed_step_reference_matches_the_schema() {
 fn every_step_kind_has_a_section() {
     let page = render(&executor::schema::recipe_schema());
     let kinds = executor::schema::step_kinds();
-    assert!(kinds.len() >= 5, "expected the generic kinds at least: {kinds:?}");
+    assert!(
+        kinds.len() >= 5,
+        "expected the generic kinds at least: {kinds:?}"
+    );
     for kind in kinds {
         assert!(
             page.contains(&format!("### `{kind}` {{#kind-{kind}}}")),
@@ -48,9 +51,14 @@ fn field_types_are_readable() {
     });
     let mut seen = BTreeSet::new();
     let mut ty = |v: Json| type_text(&v, &schema, &mut seen);
-    assert_eq!(ty(serde_json::json!({"type": ["string", "null"]})), "string");
     assert_eq!(
-        ty(serde_json::json!({"anyOf": [{"type": ["integer", "null"]}, {"$ref": "#/$defs/Template"}]})),
+        ty(serde_json::json!({"type": ["string", "null"]})),
+        "string"
+    );
+    assert_eq!(
+        ty(
+            serde_json::json!({"anyOf": [{"type": ["integer", "null"]}, {"$ref": "#/$defs/Template"}]})
+        ),
         "integer or template"
     );
     assert_eq!(
@@ -153,7 +161,11 @@ fn render(schema: &Json) -> String {
             } else if def.get("properties").is_some() {
                 field_table(&mut out, def, schema, &mut seen);
             } else {
-                let _ = writeln!(out, "A value of type {}.\n", type_text(def, schema, &mut seen));
+                let _ = writeln!(
+                    out,
+                    "A value of type {}.\n",
+                    type_text(def, schema, &mut seen)
+                );
             }
         }
     }
@@ -229,7 +241,11 @@ fn field_table(out: &mut String, obj: &Json, root: &Json, seen: &mut BTreeSet<St
             out,
             "| `{name}` | {} | {} | {} | {} |",
             cell(type_text(p, root, seen)),
-            if required.contains(name.as_str()) { "yes" } else { "" },
+            if required.contains(name.as_str()) {
+                "yes"
+            } else {
+                ""
+            },
             cell(default),
             cell(flatten(description(p)))
         );
@@ -242,7 +258,12 @@ fn enum_values(def: &Json) -> Option<Vec<(String, Option<String>)>> {
         return Some(
             values
                 .iter()
-                .map(|v| (v.as_str().map_or_else(|| v.to_string(), str::to_string), None))
+                .map(|v| {
+                    (
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        None,
+                    )
+                })
                 .collect(),
         );
     }
@@ -253,7 +274,9 @@ fn enum_values(def: &Json) -> Option<Vec<(String, Option<String>)>> {
             let c = v.get("const")?;
             Some((
                 c.as_str().map_or_else(|| c.to_string(), str::to_string),
-                v.get("description").and_then(Json::as_str).map(str::to_string),
+                v.get("description")
+                    .and_then(Json::as_str)
+                    .map(str::to_string),
             ))
         })
         .collect()
@@ -272,7 +295,11 @@ fn type_text(v: &Json, root: &Json, seen: &mut BTreeSet<String>) -> String {
         seen.insert(name.clone());
         return format!("[{name}](#type-{})", anchor(&name));
     }
-    if let Some(alts) = v.get("anyOf").or_else(|| v.get("oneOf")).and_then(Json::as_array) {
+    if let Some(alts) = v
+        .get("anyOf")
+        .or_else(|| v.get("oneOf"))
+        .and_then(Json::as_array)
+    {
         if v.get("oneOf").is_some() && alts.iter().all(|a| a.get("const").is_some()) {
             return consts(alts.iter().filter_map(|a| a.get("const")));
         }
@@ -314,7 +341,10 @@ fn type_text(v: &Json, root: &Json, seen: &mut BTreeSet<String>) -> String {
             },
             "object" => match v.get("additionalProperties") {
                 Some(Json::Object(inner)) if !inner.is_empty() => {
-                    format!("map of {}", type_text(&Json::Object(inner.clone()), root, seen))
+                    format!(
+                        "map of {}",
+                        type_text(&Json::Object(inner.clone()), root, seen)
+                    )
                 }
                 _ => "map".into(),
             },
@@ -326,7 +356,12 @@ fn type_text(v: &Json, root: &Json, seen: &mut BTreeSet<String>) -> String {
 
 fn consts<'a>(values: impl Iterator<Item = &'a Json>) -> String {
     values
-        .map(|c| format!("`{}`", c.as_str().map_or_else(|| c.to_string(), str::to_string)))
+        .map(|c| {
+            format!(
+                "`{}`",
+                c.as_str().map_or_else(|| c.to_string(), str::to_string)
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -92,7 +92,9 @@ fn yaml_blocks(chapter: &Path, markdown: &str) -> Vec<Snippet> {
                     {
                         Some(file) => {
                             let included = std::fs::read_to_string(dir.join(file.trim()))
-                                .unwrap_or_else(|e| panic!("{}: include {file}: {e}", chapter.display()));
+                                .unwrap_or_else(|e| {
+                                    panic!("{}: include {file}: {e}", chapter.display())
+                                });
                             text.push_str(&included);
                         }
                         None => {
@@ -195,7 +197,10 @@ fn every_recipe_snippet_in_the_book_lints_as_claimed() {
     );
     // The book teaches with recipes; finding none means the extraction broke.
     assert!(checked >= 10, "only {checked} recipe snippets found");
-    assert!(bad_checked >= 3, "only {bad_checked} deliberately wrong snippets found");
+    assert!(
+        bad_checked >= 3,
+        "only {bad_checked} deliberately wrong snippets found"
+    );
 }
 
 fn snippets_of(markdown: &str) -> Vec<Snippet> {
@@ -214,11 +219,17 @@ fn the_extractor_finds_recipes_and_their_marks() {
     let s = snippets_of(md);
     assert_eq!(s.len(), 3, "{s:?}");
     assert_eq!(s[0].number, 1);
-    assert_eq!(s[1].number, 3, "numbers count every yaml block, as a reader does");
+    assert_eq!(
+        s[1].number, 3,
+        "numbers count every yaml block, as a reader does"
+    );
     assert_eq!(s[1].attr("bad"), Some("unknown-step-kind"));
     assert_eq!(s[2].text, "version: 1\n", "indented blocks are dedented");
     assert!(check(&s[0]).is_ok());
-    assert!(check(&s[1]).is_ok(), "the right error is what a bad snippet claims");
+    assert!(
+        check(&s[1]).is_ok(),
+        "the right error is what a bad snippet claims"
+    );
 }
 
 #[test]

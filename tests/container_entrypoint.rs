@@ -168,7 +168,10 @@ fn registers_once_then_forwards_sigterm_and_waits_for_the_runner() {
     let (status, stderr) = h.wait_exit();
     let log = h.log();
     // The script exits only once the runner has finished its cleanup, with the runner's status.
-    assert!(log.contains("cleanup done"), "exited before the runner: {log}");
+    assert!(
+        log.contains("cleanup done"),
+        "exited before the runner: {log}"
+    );
     assert!(line_index(&log, "got TERM") < line_index(&log, "cleanup done"));
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
 }
@@ -207,7 +210,10 @@ fn a_quit_stop_signal_reaches_the_runner_too() {
     h.signal(libc::SIGQUIT);
     let (status, _) = h.wait_exit();
     let log = h.log();
-    assert!(log.contains("got QUIT") && !log.contains("got TERM"), "{log}");
+    assert!(
+        log.contains("got QUIT") && !log.contains("got TERM"),
+        "{log}"
+    );
     assert!(status.success());
 }
 
