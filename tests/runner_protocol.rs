@@ -199,8 +199,8 @@ async fn response_json_holds_a_realistic_payload() {
     assert_eq!(steps[1]["name"], "after_script");
     let vars = v["variables"].as_array().expect("variables");
     assert!(
-        vars.iter()
-            .any(|x| x["key"] == "CI_JOB_ID" && x["value"] == r.job_id.to_string())
+        vars.iter().any(|x| x["key"] == "CI_JOB_ID"
+            && x["value"].as_str() == Some(r.job_id.to_string().as_str()))
     );
     assert!(
         vars.iter()

@@ -162,8 +162,8 @@ pub enum JobFileError {
     },
 }
 
+/// Every key other than `variables` and `stages` is a job (`flatten` collects them).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PipelineSpec {
     #[serde(default)]
     variables: IndexMap<String, VariableSpec>,

@@ -17,10 +17,10 @@ mod payload;
 mod process;
 mod project;
 mod result;
-mod runner;
 mod script;
 mod shell_escape;
 mod stage;
+mod stand_in;
 mod variables;
 
 pub use concurrency::{ConcurrencySlots, SlotGuard};
@@ -31,8 +31,8 @@ pub use exit::StageError;
 pub use job::{Job, JobArtifacts, JobCache, JobFileError, JobVariable, When};
 pub use log::LiveWriter;
 pub use result::{JobResult, JobStatus, StageRecord};
-pub use runner::{RunOptions, Runner};
 pub use stage::RunStage;
+pub use stand_in::{RunOptions, Runner};
 
 /// Writes a finished job's log and its summary line (for a job that was not mirrored live).
 pub fn print_job_log(result: &JobResult, out: &mut dyn std::io::Write) -> std::io::Result<()> {

@@ -207,10 +207,11 @@ mod tests {
 
     #[test]
     fn short_token_drops_the_prefix_and_keeps_nine_characters() {
-        let mut c = RunnerConfig::default();
-        c.token = "glrt-abcdefghijklmnop".to_owned().into();
-        assert_eq!(short_token(&c), "abcdefghi");
-        c.token = "t1_zyxwvutsrqpo".to_owned().into();
-        assert_eq!(short_token(&c), "zyxwvutsr");
+        let with = |t: &str| RunnerConfig {
+            token: t.to_owned().into(),
+            ..RunnerConfig::default()
+        };
+        assert_eq!(short_token(&with("glrt-abcdefghijklmnop")), "abcdefghi");
+        assert_eq!(short_token(&with("t1_zyxwvutsrqpo")), "zyxwvutsr");
     }
 }
