@@ -1,0 +1,233 @@
+//! Deleting what a job made: idempotent, safe when nothing exists, and never touching
+//! anything that does not carry this job's ownership metadata.
+//!
+//! gitlab-runner runs cleanup after every failed prepare attempt, so a cleanup may find a
+//! server whose id never reached the job state (prepare died during the create), or nothing at
+//! all. We therefore look both by the id in the state and by exact name plus ownership, delete,
+//! and wait until the servers are really gone (bounded), so that the next prepare attempt does
+//! not coexist with a dying server of the same name.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::backend::Cloud;
+use super::create::find_owned_by_name;
+use super::error::{CloudError, CloudErrorKind};
+use super::ownership::Ownership;
+use super::server::Server;
+
+/// What to clean up.
+#[derive(Debug, Clone)]
+pub struct CleanupTarget {
+    /// This job.
+    pub owner: Ownership,
+    /// The server id from the job state, if prepare got that far.
+    pub server_id: Option<String>,
+    /// The exact server name prepare used.
+    pub server_name: Option<String>,
+    /// Floating IPs recorded in the job state.
+    pub floating_ip_ids: Vec<String>,
+    /// The per-job key pair.
+    pub keypair_name: Option<String>,
+    /// Volumes recorded in the job state (e.g. a boot volume kept past termination).
+    pub volume_ids: Vec<String>,
+}
+
+/// How long to wait.
+#[derive(Debug, Clone)]
+pub struct CleanupPolicy {
+    /// Upper bound for servers to disappear and volumes to become deletable.
+    pub timeout: Duration,
+    /// Pause between checks.
+    pub interval: Duration,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy {
+            timeout: Duration::from_secs(180),
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What cleanup did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupReport {
+    /// Servers deleted (and seen gone).
+    pub servers_deleted: Vec<String>,
+    /// Servers found by id that lack this job's metadata, and so were left alone.
+    pub servers_refused: Vec<String>,
+    /// Floating IPs released.
+    pub floating_ips_released: Vec<String>,
+    /// Whether a key pair was deleted (or already absent).
+    pub keypair_deleted: bool,
+    /// Volumes deleted.
+    pub volumes_deleted: Vec<String>,
+}
+
+async fn gone(cloud: &dyn Cloud, id: &str) -> Result<bool, CloudError> {
+    Ok(match cloud.get_server(id).await? {
+        None => true,
+        Some(s) => s.status == "DELETED",
+    })
+}
+
+/// Cleans up `target`. Errors are collected: everything that can be released is, and the
+/// first error is returned at the end.
+pub async fn cleanup(
+    cloud: &dyn Cloud,
+    target: &CleanupTarget,
+    policy: &CleanupPolicy,
+) -> Result<CleanupReport, CloudError> {
+    let mut report = CleanupReport::default();
+    let mut first_error: Option<CloudError> = None;
+    let note = |e: CloudError, first: &mut Option<CloudError>| {
+        tracing::warn!(error = %e, "cleanup step failed");
+        if first.is_none() {
+            *first = Some(e);
+        }
+    };
+    let owner = &target.owner;
+
+    let mut servers: Vec<Server> = Vec::new();
+    if let Some(id) = &target.server_id {
+        match cloud.get_server(id).await {
+            Ok(Some(s)) if owner.owns(&s.metadata) => servers.push(s),
+            Ok(Some(s)) => {
+                tracing::warn!(server = %s.id, "server in the job state lacks this job's ownership metadata; not deleting it");
+                report.servers_refused.push(s.id);
+            }
+            Ok(None) => {}
+            Err(e) => note(e, &mut first_error),
+        }
+    }
+    if let Some(name) = &target.server_name {
+        match find_owned_by_name(cloud, name, owner).await {
+            Ok(found) => {
+                for s in found {
+                    if !servers.iter().any(|x| x.id == s.id) {
+                        servers.push(s);
+                    }
+                }
+            }
+            Err(e) => note(e, &mut first_error),
+        }
+    }
+
+    // Floating IPs first: released with the port, they would otherwise linger unassociated.
+    let marker = owner.marker();
+    let mut fips: BTreeSet<String> = target.floating_ip_ids.iter().cloned().collect();
+    for s in &servers {
+        match cloud.server_ports(&s.id).await {
+            Ok(ports) => {
+                for p in ports {
+                    match cloud.floating_ips_on_port(&p.id).await {
+                        Ok(list) => fips.extend(
+                            list.into_iter()
+                                .filter(|f| f.description == marker)
+                                .map(|f| f.id),
+                        ),
+                        Err(e) => note(e, &mut first_error),
+                    }
+                }
+            }
+            Err(e) => note(e, &mut first_error),
+        }
+    }
+    for id in fips {
+        match cloud.delete_floating_ip(&id).await {
+            Ok(()) => report.floating_ips_released.push(id),
+            Err(e) => note(e, &mut first_error),
+        }
+    }
+
+    let mut volumes: BTreeSet<String> = target.volume_ids.iter().cloned().collect();
+    for s in &servers {
+        // Nova deletes these itself; deleting again after the server is gone only makes sure.
+        volumes.extend(
+            s.volumes
+                .iter()
+                .filter(|v| v.delete_on_termination)
+                .map(|v| v.id.clone()),
+        );
+    }
+
+    for s in &servers {
+        if let Err(e) = cloud.delete_server(&s.id).await {
+            note(e, &mut first_error);
+        }
+    }
+    let deadline = Instant::now() + policy.timeout;
+    let mut pending: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for id in pending {
+            match gone(cloud, &id).await {
+                Ok(true) => report.servers_deleted.push(id),
+                Ok(false) => still.push(id),
+                Err(e) => {
+                    note(e, &mut first_error);
+                    still.push(id);
+                }
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            note(
+                CloudError::new(
+                    CloudErrorKind::Timeout,
+                    "delete server",
+                    format!("servers {}", pending.join(", ")),
+                    format!(
+                        "still present {} after the delete request",
+                        humantime::format_duration(Duration::from_secs(policy.timeout.as_secs()))
+                    ),
+                ),
+                &mut first_error,
+            );
+            break;
+        }
+        tokio::time::sleep(policy.interval).await;
+    }
+
+    if let Some(name) = &target.keypair_name {
+        match cloud.delete_keypair(name).await {
+            Ok(()) => report.keypair_deleted = true,
+            Err(e) => note(e, &mut first_error),
+        }
+    }
+
+    for id in volumes {
+        // A volume stays "in-use"/"detaching" for a moment after its server is gone.
+        loop {
+            match cloud.delete_volume(&id).await {
+                Ok(()) => {
+                    report.volumes_deleted.push(id);
+                    break;
+                }
+                Err(e)
+                    if matches!(e.kind, CloudErrorKind::Invalid | CloudErrorKind::Conflict)
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(policy.interval).await;
+                }
+                Err(e) => {
+                    note(e, &mut first_error);
+                    break;
+                }
+            }
+        }
+    }
+
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}

@@ -1,0 +1,70 @@
+//! The per-job key pair: imported under a name derived from the job, deleted at cleanup.
+
+use super::backend::Cloud;
+use super::error::{CloudError, CloudErrorKind};
+use super::ownership::Ownership;
+
+/// The key pair name for a job. Only characters Nova accepts everywhere are kept.
+pub fn job_keypair_name(owner: &Ownership) -> String {
+    let raw = format!("executor-{}-{}-{}", owner.runner, owner.project, owner.job);
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(255)
+        .collect()
+}
+
+fn same_key(a: &str, b: &str) -> bool {
+    // Compare type and key material; the comment may differ.
+    let fields = |s: &str| {
+        s.split_whitespace()
+            .take(2)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    fields(a) == fields(b)
+}
+
+/// Imports `public_key` as `name`. Re-importing the same key is fine (a repeated prepare);
+/// a different key under the name is a conflict.
+pub async fn import_job_keypair(
+    cloud: &dyn Cloud,
+    name: &str,
+    public_key: &str,
+) -> Result<(), CloudError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match cloud.import_keypair(name, public_key).await {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind,
+                    CloudErrorKind::Conflict | CloudErrorKind::Transient | CloudErrorKind::Timeout
+                ) =>
+            {
+                match cloud.keypair_public_key(name).await? {
+                    Some(existing) if same_key(&existing, public_key) => return Ok(()),
+                    Some(_) => {
+                        return Err(CloudError {
+                            message: format!(
+                                "{}; a different key is already stored under this name",
+                                e.message
+                            ),
+                            kind: CloudErrorKind::Conflict,
+                            ..e
+                        });
+                    }
+                    None if attempts < 3 && e.kind != CloudErrorKind::Conflict => continue,
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Keystone v3 authentication as an osauth `AuthType`.
+//!
+//! Our own rather than osauth's `Password`: that one keeps the password in a plain `String` that
+//! its derived `Debug` prints, cannot refer to users or domains by ID, and its forced refresh is a
+//! no-op while the old token has not expired, so a revoked token (401) could never be replaced.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use osauth::{AuthType, EndpointFilters, Error as OsError, ErrorKind};
+use reqwest::{Client, RequestBuilder, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::credentials::{AuthMethod, Credentials, IdOrName};
+
+/// Tokens are renewed this long before Keystone says they expire.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
+
+/// Authenticates against Keystone and finds endpoints in the token's catalog.
+pub struct KeystoneAuth {
+    creds: Credentials,
+    token_url: String,
+    token: tokio::sync::RwLock<Option<Token>>,
+    issued: AtomicU64,
+}
+
+struct Token {
+    value: SecretString,
+    renew_at: Instant,
+    catalog: Vec<CatalogEntry>,
+    project_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct CatalogEntry {
+    #[serde(rename = "type")]
+    service_type: String,
+    #[serde(default)]
+    endpoints: Vec<CatalogEndpoint>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct CatalogEndpoint {
+    interface: String,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    region_id: Option<String>,
+    url: String,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: TokenInfo,
+}
+
+#[derive(Deserialize)]
+struct TokenInfo {
+    expires_at: String,
+    #[serde(default)]
+    issued_at: Option<String>,
+    #[serde(default)]
+    catalog: Vec<CatalogEntry>,
+    #[serde(default)]
+    project: Option<ProjectRef>,
+}
+
+#[derive(Deserialize)]
+struct ProjectRef {
+    id: String,
+}
+
+impl fmt::Debug for KeystoneAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeystoneAuth")
+            .field("token_url", &self.token_url)
+            .field("source", &self.creds.source)
+            .finish_non_exhaustive()
+    }
+}
+
+fn reference(v: &IdOrName) -> Value {
+    match v {
+        IdOrName::Id(id) => json!({ "id": id }),
+        IdOrName::Name(name) => json!({ "name": name }),
+    }
+}
+
+fn user_reference(user: &IdOrName, domain: &Option<IdOrName>) -> Value {
+    let mut value = reference(user);
+    if let (IdOrName::Name(_), Some(domain)) = (user, domain) {
+        value["domain"] = reference(domain);
+    } else if let IdOrName::Name(_) = user {
+        // keystoneauth assumes the default domain when none is named.
+        value["domain"] = json!({ "id": "default" });
+    }
+    value
+}
+
+fn parse_time(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text.trim_end_matches('Z'))
+        .ok()
+        .or_else(|| humantime::parse_rfc3339(text).ok())
+}
+
+impl KeystoneAuth {
+    /// Prepares authentication; nothing is sent until the first request.
+    pub fn new(creds: Credentials) -> KeystoneAuth {
+        let base = creds.auth_url.trim_end_matches('/');
+        let token_url = if base.ends_with("/v3") {
+            format!("{base}/auth/tokens")
+        } else {
+            format!("{base}/v3/auth/tokens")
+        };
+        KeystoneAuth {
+            creds,
+            token_url,
+            token: tokio::sync::RwLock::new(None),
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    /// How many tokens this process obtained so far (1 in a normal run; 2 after one 401).
+    pub fn tokens_issued(&self) -> u64 {
+        self.issued.load(Ordering::SeqCst)
+    }
+
+    /// The project the current token is scoped to.
+    pub async fn project_id(&self) -> Option<String> {
+        self.token
+            .read()
+            .await
+            .as_ref()
+            .and_then(|t| t.project_id.clone())
+    }
+
+    fn body(&self) -> Value {
+        let identity = match &self.creds.method {
+            AuthMethod::Password {
+                user,
+                user_domain,
+                password,
+            } => {
+                let mut user = user_reference(user, user_domain);
+                user["password"] = Value::String(password.expose_secret().to_string());
+                json!({ "methods": ["password"], "password": { "user": user } })
+            }
+            AuthMethod::ApplicationCredential {
+                credential,
+                user,
+                user_domain,
+                secret,
+            } => {
+                let mut cred = reference(credential);
+                if let (IdOrName::Name(_), Some(user)) = (credential, user) {
+                    cred["user"] = user_reference(user, user_domain);
+                }
+                cred["secret"] = Value::String(secret.expose_secret().to_string());
+                json!({ "methods": ["application_credential"], "application_credential": cred })
+            }
+        };
+        let mut auth = json!({ "identity": identity });
+        if let Some(project) = &self.creds.project {
+            let mut scope = reference(project);
+            if let IdOrName::Name(_) = project {
+                scope["domain"] = match &self.creds.project_domain {
+                    Some(d) => reference(d),
+                    None => json!({ "id": "default" }),
+                };
+            }
+            auth["scope"] = json!({ "project": scope });
+        }
+        json!({ "auth": auth })
+    }
+
+    async fn issue(&self, client: &Client) -> Result<Token, OsError> {
+        let started = Instant::now();
+        let response = client
+            .post(&self.token_url)
+            .json(&self.body())
+            .send()
+            .await
+            .map_err(|e| {
+                OsError::new(
+                    ErrorKind::ProtocolError,
+                    format!(
+                        "cannot reach Keystone at {}: {}",
+                        self.token_url,
+                        super::transport::describe_reqwest_error(&e)
+                    ),
+                )
+            })?;
+        let status = response.status();
+        let request_id = super::transport::request_id(response.headers());
+        if !status.is_success() {
+            let kind = match status.as_u16() {
+                401 => ErrorKind::AuthenticationFailed,
+                403 => ErrorKind::AccessDenied,
+                404 => ErrorKind::EndpointNotFound,
+                s if s >= 500 => ErrorKind::InternalServerError,
+                _ => ErrorKind::InvalidInput,
+            };
+            let detail =
+                super::transport::error_message(&response.text().await.unwrap_or_default());
+            return Err(OsError::new(
+                kind,
+                format!(
+                    "Keystone refused a token for {} (HTTP {}{}): {}",
+                    self.creds.source,
+                    status.as_u16(),
+                    request_id
+                        .map(|id| format!(", request id {id}"))
+                        .unwrap_or_default(),
+                    detail
+                ),
+            )
+            .with_status(status));
+        }
+        let value = response
+            .headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| SecretString::from(v.to_string()))
+            .ok_or_else(|| {
+                OsError::new(
+                    ErrorKind::InvalidResponse,
+                    "Keystone sent no X-Subject-Token",
+                )
+            })?;
+        let body: TokenBody = response.json().await.map_err(|e| {
+            OsError::new(
+                ErrorKind::InvalidResponse,
+                format!("unreadable Keystone token: {e}"),
+            )
+        })?;
+        // Lifetime from Keystone's own two clocks, applied to ours: immune to clock skew.
+        let lifetime = match (
+            parse_time(&body.token.expires_at),
+            body.token.issued_at.as_deref().and_then(parse_time),
+        ) {
+            (Some(expires), Some(issued)) => expires.duration_since(issued).unwrap_or_default(),
+            (Some(expires), None) => expires
+                .duration_since(SystemTime::now())
+                .unwrap_or_default(),
+            _ => Duration::from_secs(600),
+        };
+        self.issued.fetch_add(1, Ordering::SeqCst);
+        tracing::debug!(url = %self.token_url, ?lifetime, "obtained a Keystone token");
+        Ok(Token {
+            value,
+            renew_at: started + lifetime.saturating_sub(EXPIRY_MARGIN),
+            catalog: body.token.catalog,
+            project_id: body.token.project.map(|p| p.id),
+        })
+    }
+
+    async fn ensure(&self, client: &Client, force: bool) -> Result<(), OsError> {
+        if !force {
+            if let Some(t) = self.token.read().await.as_ref() {
+                if Instant::now() < t.renew_at {
+                    return Ok(());
+                }
+            }
+        }
+        let mut guard = self.token.write().await;
+        if !force {
+            if let Some(t) = guard.as_ref() {
+                if Instant::now() < t.renew_at {
+                    return Ok(());
+                }
+            }
+        }
+        *guard = Some(self.issue(client).await?);
+        Ok(())
+    }
+
+    fn pick(&self, catalog: &[CatalogEntry], service_type: &str) -> Result<Url, OsError> {
+        let region = self.creds.region.as_deref();
+        // Clouds register Cinder under several historical names.
+        let single = [service_type];
+        let aliases: &[&str] = match service_type {
+            "block-storage" => &["block-storage", "volumev3", "volume"],
+            _ => &single,
+        };
+        let entry = aliases
+            .iter()
+            .find_map(|alias| catalog.iter().find(|e| e.service_type == *alias))
+            .ok_or_else(|| {
+                OsError::new(
+                    ErrorKind::EndpointNotFound,
+                    format!("the catalog has no {service_type} service"),
+                )
+            })?;
+        let endpoint = entry
+            .endpoints
+            .iter()
+            .filter(|e| e.interface == self.creds.interface)
+            .find(|e| {
+                region.is_none_or(|r| {
+                    e.region.as_deref() == Some(r) || e.region_id.as_deref() == Some(r)
+                })
+            })
+            .ok_or_else(|| {
+                OsError::new(
+                    ErrorKind::EndpointNotFound,
+                    format!(
+                        "the catalog has no {} endpoint for {service_type}{}",
+                        self.creds.interface,
+                        region
+                            .map(|r| format!(" in region {r}"))
+                            .unwrap_or_default()
+                    ),
+                )
+            })?;
+        Url::parse(&endpoint.url).map_err(|e| {
+            OsError::new(
+                ErrorKind::InvalidResponse,
+                format!("bad {service_type} URL in catalog: {e}"),
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl AuthType for KeystoneAuth {
+    async fn authenticate(
+        &self,
+        client: &Client,
+        request: RequestBuilder,
+    ) -> Result<RequestBuilder, OsError> {
+        self.ensure(client, false).await?;
+        let guard = self.token.read().await;
+        let token = guard
+            .as_ref()
+            .ok_or_else(|| OsError::new(ErrorKind::AuthenticationFailed, "no token"))?;
+        let mut header = reqwest::header::HeaderValue::from_str(token.value.expose_secret())
+            .map_err(|_| OsError::new(ErrorKind::InvalidResponse, "unusable token"))?;
+        header.set_sensitive(true);
+        Ok(request.header("x-auth-token", header))
+    }
+
+    async fn get_endpoint(
+        &self,
+        client: &Client,
+        service_type: &str,
+        _filters: &EndpointFilters,
+    ) -> Result<Url, OsError> {
+        self.ensure(client, false).await?;
+        let guard = self.token.read().await;
+        let token = guard
+            .as_ref()
+            .ok_or_else(|| OsError::new(ErrorKind::AuthenticationFailed, "no token"))?;
+        self.pick(&token.catalog, service_type)
+    }
+
+    async fn refresh(&self, client: &Client) -> Result<(), OsError> {
+        self.ensure(client, true).await
+    }
+}
+
+/// A `KeystoneAuth` shared between the osauth session and our transport, which forces a new
+/// token after a 401.
+#[derive(Clone)]
+pub struct SharedAuth(pub std::sync::Arc<KeystoneAuth>);
+
+impl fmt::Debug for SharedAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[async_trait]
+impl AuthType for SharedAuth {
+    async fn authenticate(
+        &self,
+        client: &Client,
+        request: RequestBuilder,
+    ) -> Result<RequestBuilder, OsError> {
+        self.0.authenticate(client, request).await
+    }
+
+    async fn get_endpoint(
+        &self,
+        client: &Client,
+        service_type: &str,
+        filters: &EndpointFilters,
+    ) -> Result<Url, OsError> {
+        self.0.get_endpoint(client, service_type, filters).await
+    }
+
+    async fn refresh(&self, client: &Client) -> Result<(), OsError> {
+        self.0.refresh(client).await
+    }
+}

@@ -1,0 +1,180 @@
+//! `executor render`: the merged recipe, and what a stage's steps would receive, without calling
+//! any back end. Outputs of earlier steps are not known without running them, so they show as
+//! `<steps.ID.KEY>` placeholders.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use minijinja::value::{Object, Value};
+use serde_json::{Map, Value as Json};
+
+use crate::diagnostics;
+use crate::interpreter::Interpreter;
+use crate::job_log::JobLog;
+use crate::job_state::JobState;
+use crate::recipe_loader;
+use crate::redact::Redactor;
+use crate::services::Services;
+use crate::stage::Stage;
+use crate::step_context::RunArgs;
+use crate::template::Templater;
+use crate::template_context::{ContextParts, Environment};
+
+pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) -> i32 {
+    let loaded = match recipe_loader::load(recipes) {
+        Ok(l) => l,
+        Err(problems) => {
+            eprint!(
+                "{}",
+                diagnostics::render(&problems, diagnostics::use_color())
+            );
+            return 1;
+        }
+    };
+    let environment = match env_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Environment::from_pairs(parse_env_file(&text)),
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", path.display());
+                return 1;
+            }
+        },
+        None => Environment::from_process(),
+    };
+    let mut redactor = Redactor::from_env();
+    for (k, v) in &environment.env {
+        if k.contains("PASSWORD") || k.contains("SECRET") || k.contains("TOKEN") {
+            if let Some(v) = v.as_str() {
+                redactor.add(v);
+            }
+        }
+    }
+    let Some(stage_name) = stage else {
+        let text = serde_saphyr::to_string(&loaded.recipe).unwrap_or_default();
+        print!("{}", redactor.redact(&text));
+        return 0;
+    };
+    let Some(stage) = Stage::parse(stage_name) else {
+        eprintln!("unknown stage `{stage_name}`: use config, prepare, run or cleanup");
+        return 2;
+    };
+    let templater = Templater::new();
+    let services = Services::default();
+    let log = JobLog::memory(redactor.clone());
+    let exit = crate::exit_codes::ExitCodes::from_lookup(|_| None);
+    let interp = Interpreter {
+        loaded: &loaded,
+        templater: &templater,
+        environment: &environment,
+        services: &services,
+        log: &log,
+        exit: &exit,
+        cancel: Default::default(),
+    };
+    let state = JobState::in_memory(Map::new());
+    let run = (stage == Stage::Run).then(|| RunArgs {
+        script: PathBuf::from("/tmp/custom-executor/script/script"),
+        stage: "build_script".into(),
+    });
+    let vars = match interp.evaluate_vars(&state, run.as_ref(), stage) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{}", redactor.redact(&e.message));
+            return 1;
+        }
+    };
+    let mut doc = Map::new();
+    doc.insert("vars".into(), Json::Object(vars.clone()));
+    if stage == Stage::Config {
+        match interp.render_block("config", &loaded.recipe.config.raw, &vars, &state, stage) {
+            Ok(c) => doc.insert("config".into(), c),
+            Err(e) => {
+                eprintln!("{}", redactor.redact(&e.message));
+                return 1;
+            }
+        };
+    }
+    let mut rendered_steps = vec![];
+    let mut failed = false;
+    for spec in loaded.recipe.stage(stage) {
+        let mut ctx = ContextParts {
+            environment: &environment,
+            vars: &vars,
+            steps: &Map::new(),
+            state: state.values(),
+            run: run.as_ref(),
+            stage: stage.name(),
+        }
+        .to_json();
+        ctx["state"] = Json::Null;
+        let mut value = crate::template::to_value(&ctx);
+        value = with_placeholders(value);
+        let mut entry = Map::new();
+        entry.insert("id".into(), Json::String(spec.id().into()));
+        match templater.render_value(&spec.kind_and_args(), &value) {
+            Ok(Json::Object(m)) => entry.extend(m),
+            Ok(_) => {}
+            Err((pointer, e)) => {
+                failed = true;
+                entry.insert(
+                    "error".into(),
+                    Json::String(format!("{pointer}: {}", e.message)),
+                );
+            }
+        }
+        if let Some(w) = &spec.common.when {
+            entry.insert("when".into(), Json::String(w.clone()));
+        }
+        rendered_steps.push(Json::Object(entry));
+    }
+    doc.insert(stage.name().into(), Json::Array(rendered_steps));
+    let text = serde_saphyr::to_string(&Json::Object(doc)).unwrap_or_default();
+    print!("{}", redactor.redact(&text));
+    i32::from(failed)
+}
+
+/// Replace `steps` and `state` in the context by objects that answer any key with a placeholder.
+fn with_placeholders(ctx: Value) -> Value {
+    let mut map = std::collections::BTreeMap::new();
+    if let Ok(iter) = ctx.try_iter() {
+        for key in iter {
+            let name = key.as_str().unwrap_or_default().to_string();
+            let v = match name.as_str() {
+                "steps" | "state" => Value::from_object(Placeholder(name.clone())),
+                _ => ctx.get_item(&key).unwrap_or_default(),
+            };
+            map.insert(name, v);
+        }
+    }
+    Value::from(map)
+}
+
+#[derive(Debug)]
+struct Placeholder(String);
+
+impl Object for Placeholder {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from_object(Placeholder(format!("{}.{key}", self.0))))
+    }
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{}>", self.0)
+    }
+}
+
+fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let l = l.strip_prefix("export ").unwrap_or(l);
+            let (k, v) = l.split_once('=')?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            Some((k.trim().to_string(), v.to_string()))
+        })
+        .collect()
+}

@@ -1,0 +1,52 @@
+//! Process-wide back ends that steps share: built on first use, so a stage that never talks to
+//! the cloud never authenticates, and one that does authenticates once.
+//!
+//! The interpreter hands this to steps without knowing what is inside.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::error::StepError;
+
+#[derive(Default)]
+pub struct Services {
+    /// Rendered back-end settings blocks of the recipe (`cloud`, `ssh`).
+    settings: HashMap<String, Json>,
+    slots: tokio::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Services {
+    pub fn new(settings: HashMap<String, Json>) -> Self {
+        Self {
+            settings,
+            slots: Default::default(),
+        }
+    }
+
+    /// A rendered settings block, or `null` when the recipe has none.
+    pub fn settings(&self, name: &str) -> Json {
+        self.settings.get(name).cloned().unwrap_or(Json::Null)
+    }
+
+    /// The process's one `T`, built by `init` the first time it is asked for.
+    pub async fn get_or_try_init<T, F, Fut>(&self, init: F) -> Result<Arc<T>, StepError>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        let mut slots = self.slots.lock().await;
+        if let Some(existing) = slots.get(&TypeId::of::<T>()) {
+            if let Ok(t) = existing.clone().downcast::<T>() {
+                return Ok(t);
+            }
+        }
+        let made = Arc::new(init().await?);
+        slots.insert(TypeId::of::<T>(), made.clone());
+        Ok(made)
+    }
+}

@@ -1,0 +1,37 @@
+//! Every step kind a recipe can use. Each kind is one type with its arguments and one async
+//! `run`; this file only lists them.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StepError;
+use crate::step_context::{Outputs, StepContext};
+
+pub mod fail;
+pub mod log;
+pub mod save_state;
+pub mod set_vars;
+pub mod sleep;
+
+/// A step's kind and its arguments, after rendering.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepKind {
+    Log(log::Log),
+    Fail(fail::Fail),
+    SetVars(set_vars::SetVars),
+    SaveState(save_state::SaveState),
+    Sleep(sleep::Sleep),
+}
+
+impl StepKind {
+    pub async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outputs, StepError> {
+        match self {
+            Self::Log(s) => s.run(cx).await,
+            Self::Fail(s) => s.run(cx).await,
+            Self::SetVars(s) => s.run(cx).await,
+            Self::SaveState(s) => s.run(cx).await,
+            Self::Sleep(s) => s.run(cx).await,
+        }
+    }
+}

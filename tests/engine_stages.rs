@@ -1,0 +1,157 @@
+//! The real binary driven through all four stages of a generic-steps recipe, with the
+//! environment gitlab-runner sets.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn recipe() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/generic.yaml")
+}
+
+/// A stage invocation as gitlab-runner makes it: cwd and TMPDIR are the per-job dir.
+fn stage(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::cargo_bin("executor").unwrap();
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TMPDIR", dir)
+        .env("BUILD_FAILURE_EXIT_CODE", "11")
+        .env("SYSTEM_FAILURE_EXIT_CODE", "12")
+        .env("BUILD_EXIT_CODE_FILE", dir.join("build_exit_code"))
+        .env("JOB_RESPONSE_FILE", dir.join("response.json"))
+        .env("CUSTOM_ENV_CI_JOB_ID", "4242")
+        .env("CUSTOM_ENV_CI_BUILDS_DIR", "")
+        .arg("--recipe")
+        .arg(recipe())
+        .args(args);
+    c
+}
+
+#[test]
+fn config_prints_exactly_one_json_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stage(dir.path(), &["config"]).output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON value");
+    assert_eq!(v["builds_dir"], "/builds");
+    assert_eq!(v["hostname"], "ci-4242");
+    assert_eq!(v["builds_dir_is_shared"], false);
+    assert_eq!(v["driver"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["job_env"]["EXECUTOR_JOB_NAME"], "ci-4242");
+    assert_eq!(stdout.trim_end().lines().count(), 1);
+}
+
+#[test]
+fn all_four_stages_share_state_and_map_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    stage(d, &["config"]).assert().success();
+    stage(d, &["prepare"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("preparing ci-4242 with 40 GiB"));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("executor-state.json")).unwrap()).unwrap();
+    assert_eq!(state["machine"], "ci-4242");
+    assert_eq!(state["disk"], 40, "a lone expression keeps its number type");
+
+    let script = d.join("script");
+    std::fs::write(&script, "echo hi\n").unwrap();
+    // a stale exit-code file from an earlier stage is removed by every run
+    std::fs::write(d.join("build_exit_code"), "99\n").unwrap();
+    stage(
+        d,
+        &[
+            "run",
+            "leading-run-arg",
+            script.to_str().unwrap(),
+            "step_release",
+        ],
+    )
+    .assert()
+    .success()
+    .stderr(predicates::str::contains("step_release on ci-4242"));
+    assert!(!d.join("build_exit_code").exists());
+
+    stage(d, &["run", script.to_str().unwrap(), "build_script"])
+        .env("CUSTOM_ENV_FAIL_WITH", "42")
+        .assert()
+        .code(11);
+    assert_eq!(
+        std::fs::read_to_string(d.join("build_exit_code"))
+            .unwrap()
+            .trim(),
+        "42"
+    );
+
+    stage(d, &["cleanup"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("deleting ci-4242"));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("executor-state.json")).unwrap()).unwrap();
+    assert!(state.get("machine").is_none());
+}
+
+#[test]
+fn cleanup_is_safe_when_prepare_never_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    stage(dir.path(), &["cleanup"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("deleting nothing"));
+}
+
+#[test]
+fn a_broken_recipe_is_a_system_failure_with_a_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "version: 1\nprepare:\n  - id: x\n    kind: lgo\n").unwrap();
+    let mut c = stage(dir.path(), &["prepare"]);
+    c.arg("--recipe").arg(&bad);
+    // the override is layered on the base; its unknown kind is reported at its own line
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(12));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown step kind `lgo`"), "{err}");
+    assert!(err.contains("bad.yaml:4:11"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn undefined_template_names_fail_instead_of_rendering_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("r.yaml");
+    std::fs::write(
+        &r,
+        "version: 1\nprepare:\n  - id: x\n    kind: log\n    message: \"{{ job.NOT_SET }}\"\n",
+    )
+    .unwrap();
+    let out = Command::cargo_bin("executor")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("SYSTEM_FAILURE_EXIT_CODE", "12")
+        .args(["--recipe", r.to_str().unwrap(), "prepare"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("r.yaml:5:14"), "{err}");
+    assert!(err.contains("undefined"), "{err}");
+}
+
+#[test]
+fn executor_recipe_env_stands_in_for_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::cargo_bin("executor")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("EXECUTOR_RECIPE", recipe())
+        .env("CUSTOM_ENV_CI_JOB_ID", "5")
+        .arg("config")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("\"hostname\":\"ci-5\""));
+}

@@ -1,0 +1,36 @@
+//! The committed schema is what editors and `executor lint` users see; it must match the types.
+
+#[test]
+fn committed_schema_matches_the_types() {
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/recipe.schema.json"
+    ))
+    .expect("schema/recipe.schema.json is committed");
+    let generated = executor::schema::recipe_schema_text();
+    assert!(
+        committed == generated,
+        "schema/recipe.schema.json is stale: run `cargo run -- schema > schema/recipe.schema.json`"
+    );
+}
+
+#[test]
+fn every_recipe_starts_with_the_schema_comment() {
+    for dir in ["recipes", "tests/recipes"] {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    text.starts_with("# yaml-language-server: $schema="),
+                    "{} lacks the schema comment",
+                    path.display()
+                );
+            }
+        }
+    }
+}
