@@ -105,24 +105,34 @@ pub fn job_ownership(
 ) -> Result<Ownership, StepError> {
     let runner = settings.owner.clone().unwrap_or_else(|| "executor".into());
     if let Some(path) = env("JOB_RESPONSE_FILE") {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| StepError::other(format!("cannot read JOB_RESPONSE_FILE {path}: {e}")))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| {
-            // Position only: the file holds the job token.
-            StepError::other(format!(
-                "JOB_RESPONSE_FILE {path} is not JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        let job_id = v.get("id").and_then(text_of);
-        let project = v.pointer("/job_info/project_id").and_then(text_of);
-        if let (Some(job), Some(project)) = (job_id, project) {
-            return Ok(Ownership {
-                runner,
-                project,
-                job,
-            });
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // gitlab-runner always writes it; without it (a hand-run stage) use the variables.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(StepError::other(format!(
+                    "cannot read JOB_RESPONSE_FILE {path}: {e}"
+                )));
+            }
+        };
+        if !text.is_empty() {
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                // Position only: the file holds the job token.
+                StepError::other(format!(
+                    "JOB_RESPONSE_FILE {path} is not JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            let job_id = v.get("id").and_then(text_of);
+            let project = v.pointer("/job_info/project_id").and_then(text_of);
+            if let (Some(job), Some(project)) = (job_id, project) {
+                return Ok(Ownership {
+                    runner,
+                    project,
+                    job,
+                });
+            }
         }
     }
     let job_id = job.get("CI_JOB_ID").and_then(text_of);
