@@ -68,6 +68,9 @@ pub enum Command {
     },
     /// Print the recipe JSON Schema.
     Schema,
+    /// The simulated OpenStack cloud (`executor sim serve`).
+    #[command(subcommand)]
+    Sim(crate::sim::serve::SimCommand),
     /// Show the merged recipe, and the rendered steps of a stage, without calling any back end.
     Render {
         /// The stage whose steps to render.
@@ -103,6 +106,7 @@ pub fn main() -> ExitCode {
             crate::stage_command::run(&cli.recipes, Stage::Run, Some(run))
         }
         Command::Lint { format, files } => crate::lint_command::run(&files, format),
+        Command::Sim(cmd) => crate::sim::serve::run(cmd),
         Command::Schema => {
             print!("{}", crate::schema::recipe_schema_text());
             0

@@ -135,19 +135,18 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
 
 /// Replace `steps` and `state` in the context by objects that answer any key with a placeholder.
 fn with_placeholders(ctx: Value) -> Value {
-    let mut pairs: Vec<(Value, Value)> = vec![];
+    let mut map = std::collections::BTreeMap::new();
     if let Ok(iter) = ctx.try_iter() {
         for key in iter {
-            let v = match key.as_str() {
-                Some("steps") | Some("state") => {
-                    Value::from_object(Placeholder(key.as_str().unwrap_or("").to_string()))
-                }
+            let name = key.as_str().unwrap_or_default().to_string();
+            let v = match name.as_str() {
+                "steps" | "state" => Value::from_object(Placeholder(name.clone())),
                 _ => ctx.get_item(&key).unwrap_or_default(),
             };
-            pairs.push((key, v));
+            map.insert(name, v);
         }
     }
-    Value::from_iter(pairs)
+    Value::from(map)
 }
 
 #[derive(Debug)]

@@ -210,6 +210,42 @@ fn to_problems(
                 inner
             }
         }
+        ValidationErrorKind::OneOfNotValid { context } => {
+            // schemars writes documented string enums as a oneOf of constants.
+            let options: Vec<String> = context
+                .iter()
+                .flatten()
+                .filter_map(|c| match c.kind() {
+                    ValidationErrorKind::Constant { expected_value } => {
+                        expected_value.as_str().map(String::from)
+                    }
+                    _ => None,
+                })
+                .collect();
+            if options.is_empty() {
+                return vec![Problem::new(
+                    "invalid-value",
+                    e.to_string(),
+                    spans.value_loc(&path),
+                )];
+            }
+            let given = e
+                .instance()
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| e.instance().to_string());
+            let p = Problem::new(
+                "invalid-value",
+                format!("`{given}` is not one of: {}", options.join(", ")),
+                spans.value_loc(&path),
+            );
+            vec![
+                match did_you_mean(&given, options.iter().map(|s| s.as_str())) {
+                    Some(s) => p.with_help(format!("did you mean `{s}`?")),
+                    None => p,
+                },
+            ]
+        }
         ValidationErrorKind::Type { .. } => vec![
             Problem::new("invalid-type", e.to_string(), spans.value_loc(&path))
                 .with_help("a value that is computed can be a template, e.g. \"{{ vars.size }}\""),

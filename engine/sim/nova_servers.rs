@@ -1,0 +1,1022 @@
+//! Nova servers: create, show, list (Nova's regex `name` filter, status and tag filters,
+//! marker/limit), delete, console output, metadata and tags, plus the BUILD -> ACTIVE/ERROR life
+//! cycle that brings up each server's SSH endpoint.
+//!
+//! SSH port: when port 22 cannot be bound on the server's address, the endpoint listens on a
+//! free port instead. In both cases, once the endpoint accepts connections, the server's
+//! metadata carries it as `ssh_port` (e.g. `"ssh_port": "40211"`), and the console log shows
+//! the host key fingerprints.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine;
+use indexmap::IndexMap;
+use russh::keys::PrivateKey;
+use russh::keys::ssh_key::Algorithm;
+use serde_json::{Value, json};
+
+use super::console_log;
+use super::faults::Service;
+use super::http_error::error;
+use super::nova::Microversion;
+use super::shared::Shared;
+use super::ssh_endpoints::EndpointSpec;
+use super::store::{Fault, Server, ServerStatus, Store, Volume, new_uuid};
+use super::timefmt;
+
+type S = State<Arc<Shared>>;
+type Q = Query<Vec<(String, String)>>;
+
+/// Nova's fault message for a create the scheduler cannot place.
+pub const NO_VALID_HOST: &str = "No valid host was found. There are not enough hosts available.";
+
+pub fn router() -> Router<Arc<Shared>> {
+    let v = "/compute/v2.1/servers";
+    Router::new()
+        .route(v, get(list).post(create))
+        .route(&format!("{v}/detail"), get(list_detail))
+        .route(&format!("{v}/{{id}}"), get(show).delete(delete))
+        .route(&format!("{v}/{{id}}/action"), post(action))
+        .route(&format!("{v}/{{id}}/metadata"), get(metadata))
+        .route(&format!("{v}/{{id}}/tags"), get(tags))
+        .route(
+            &format!("{v}/{{id}}/tags/{{tag}}"),
+            put(tag_add).delete(tag_remove).get(tag_check),
+        )
+}
+
+fn bad(msg: &str) -> Response {
+    error(Service::Compute, 400, msg)
+}
+
+fn not_found(id: &str) -> Response {
+    error(
+        Service::Compute,
+        404,
+        &format!("Instance {id} could not be found."),
+    )
+}
+
+fn links(base: &str, id: &str) -> Value {
+    json!([{"rel": "self", "href": format!("{base}/compute/v2.1/servers/{id}")},
+        {"rel": "bookmark", "href": format!("{base}/compute/servers/{id}")}])
+}
+
+fn addresses(st: &Store, s: &Server) -> Value {
+    let mut out = serde_json::Map::new();
+    for p in st.ports_of(&s.id) {
+        let net = p["network_id"].as_str().unwrap_or_default();
+        let net_name = st
+            .networks
+            .get(net)
+            .and_then(|n| n["name"].as_str())
+            .unwrap_or(net);
+        let mac = p["mac_address"].clone();
+        let entry = out.entry(net_name.to_string()).or_insert_with(|| json!([]));
+        let Some(list) = entry.as_array_mut() else {
+            continue;
+        };
+        for f in p["fixed_ips"].as_array().into_iter().flatten() {
+            list.push(json!({"version": 4, "addr": f["ip_address"],
+                "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac}));
+        }
+        for fip in st.floating_ips.values().filter(|f| f["port_id"] == p["id"]) {
+            list.push(json!({"version": 4, "addr": fip["floating_ip_address"],
+                "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": mac}));
+        }
+    }
+    Value::Object(out)
+}
+
+/// The full server document as `GET /servers/{id}` shows it at microversion `mv`.
+pub fn server_doc(base: &str, st: &Store, s: &Server, mv: Microversion) -> Value {
+    let flavor = match st.flavor(&s.flavor_id) {
+        Some(f) if mv.at_least(47) => json!({"vcpus": f.vcpus, "ram": f.ram, "disk": f.disk,
+            "ephemeral": 0, "swap": 0, "original_name": f.name, "extra_specs": {}}),
+        _ => json!({"id": s.flavor_id, "links": [{"rel": "bookmark",
+            "href": format!("{base}/compute/flavors/{}", s.flavor_id)}]}),
+    };
+    let image = if s.image_id.is_empty() {
+        json!("")
+    } else {
+        json!({"id": s.image_id, "links": [{"rel": "bookmark",
+            "href": format!("{base}/compute/images/{}", s.image_id)}]})
+    };
+    let (vm_state, task_state, power) = match s.status {
+        ServerStatus::Build => ("building", json!("spawning"), 0),
+        ServerStatus::Active => ("active", Value::Null, 1),
+        ServerStatus::Error => ("error", Value::Null, 0),
+        ServerStatus::Deleted => ("deleted", json!("deleting"), 0),
+    };
+    let built = matches!(s.status, ServerStatus::Active | ServerStatus::Error);
+    let volumes: Vec<Value> = s
+        .volumes
+        .iter()
+        .map(|v| {
+            let dot = st.volumes.get(v).is_some_and(|x| x.delete_on_termination);
+            if mv.at_least(3) {
+                json!({"id": v, "delete_on_termination": dot})
+            } else {
+                json!({"id": v})
+            }
+        })
+        .collect();
+    let mut d = json!({
+        "accessIPv4": "", "accessIPv6": "",
+        "addresses": addresses(st, s),
+        "created": timefmt::seconds(s.created),
+        "flavor": flavor,
+        "hostId": if built { "5d1f0a3c9b2e4f6a8c7d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f70812" } else { "" },
+        "id": s.id,
+        "image": image,
+        "key_name": s.key_name,
+        "links": links(base, &s.id),
+        "metadata": s.metadata,
+        "name": s.name,
+        "status": s.status.as_str(),
+        "tenant_id": st.project_id,
+        "user_id": st.users.first().map(|u| u.id.clone()),
+        "updated": timefmt::seconds(s.updated),
+        "OS-DCF:diskConfig": "MANUAL",
+        "progress": 0,
+        "OS-EXT-AZ:availability_zone": if built { s.availability_zone.as_str() } else { "" },
+        "config_drive": if s.config_drive { "True" } else { "" },
+        "OS-SRV-USG:launched_at": s.launched.map(timefmt::micros_naive),
+        "OS-SRV-USG:terminated_at": null,
+        "OS-EXT-STS:task_state": task_state,
+        "OS-EXT-STS:vm_state": vm_state,
+        "OS-EXT-STS:power_state": power,
+        "os-extended-volumes:volumes_attached": volumes,
+    });
+    let o = d.as_object_mut().expect("literal object");
+    if built || s.status == ServerStatus::Deleted {
+        let sgs: Vec<Value> = s
+            .security_groups
+            .iter()
+            .map(|n| json!({"name": n}))
+            .collect();
+        o.insert("security_groups".into(), json!(sgs));
+    }
+    if mv.at_least(9) {
+        o.insert("locked".into(), json!(false));
+    }
+    if mv.at_least(19) {
+        o.insert("description".into(), json!(s.description));
+    }
+    if mv.at_least(26) {
+        o.insert("tags".into(), json!(s.tags));
+    }
+    if mv.at_least(63) {
+        o.insert("trusted_image_certificates".into(), Value::Null);
+    }
+    if mv.at_least(71) {
+        o.insert("server_groups".into(), json!(s.server_groups));
+    }
+    if mv.at_least(73) {
+        o.insert("locked_reason".into(), Value::Null);
+    }
+    if let Some(f) = &s.fault {
+        o.insert(
+            "fault".into(),
+            json!({"code": f.code, "created": timefmt::seconds(f.created), "message": f.message}),
+        );
+    }
+    d
+}
+
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Nova's `name` filter: a case-insensitive regular expression matched anywhere in the name
+/// (MySQL `REGEXP`), so `ci-1` also matches `ci-10`. A pattern that does not compile is
+/// matched as literal text.
+pub fn name_filter(pattern: &str) -> regex::Regex {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .or_else(|_| {
+            regex::RegexBuilder::new(&regex::escape(pattern))
+                .case_insensitive(true)
+                .build()
+        })
+        .unwrap_or_else(|_| regex::Regex::new("$^").expect("static regex"))
+}
+
+fn split_tags(v: Option<&str>) -> Vec<&str> {
+    v.map(|s| s.split(',').filter(|t| !t.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+fn listing(sh: &Shared, q: &[(String, String)], mv: Microversion, detail: bool) -> Response {
+    let st = sh.store();
+    let name_re = param(q, "name").map(name_filter);
+    let status = param(q, "status").map(str::to_ascii_uppercase);
+    let tags = split_tags(param(q, "tags"));
+    let tags_any = split_tags(param(q, "tags-any"));
+    let not_tags = split_tags(param(q, "not-tags"));
+    let not_tags_any = split_tags(param(q, "not-tags-any"));
+    let has = |s: &Server, t: &str| s.tags.iter().any(|x| x == t);
+    // Newest first, as Nova sorts by created_at desc.
+    let matching: Vec<&Server> = st
+        .servers
+        .values()
+        .rev()
+        .filter(|s| match &status {
+            Some(want) => s.status.as_str() == want,
+            None => s.status != ServerStatus::Deleted,
+        })
+        .filter(|s| name_re.as_ref().is_none_or(|re| re.is_match(&s.name)))
+        .filter(|s| tags.iter().all(|t| has(s, t)))
+        .filter(|s| tags_any.is_empty() || tags_any.iter().any(|t| has(s, t)))
+        .filter(|s| not_tags.is_empty() || !not_tags.iter().all(|t| has(s, t)))
+        .filter(|s| !not_tags_any.iter().any(|t| has(s, t)))
+        .filter(|s| param(q, "image").is_none_or(|i| s.image_id == i))
+        .filter(|s| param(q, "flavor").is_none_or(|f| s.flavor_id == f))
+        .collect();
+    let start = match param(q, "marker") {
+        Some(m) => match matching.iter().position(|s| s.id == m) {
+            Some(i) => i + 1,
+            None => return bad(&format!("marker [{m}] not found")),
+        },
+        None => 0,
+    };
+    let limit = match param(q, "limit").map(str::parse::<usize>) {
+        None => 1000,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return bad("Invalid input for query parameters limit."),
+    };
+    let page: Vec<&Server> = matching.iter().skip(start).take(limit).copied().collect();
+    let docs: Vec<Value> = page
+        .iter()
+        .map(|s| {
+            if detail {
+                server_doc(&sh.base_url, &st, s, mv)
+            } else {
+                json!({"id": s.id, "name": s.name, "links": links(&sh.base_url, &s.id)})
+            }
+        })
+        .collect();
+    let mut body = json!({ "servers": docs });
+    if limit > 0
+        && page.len() == limit
+        && let Some(last) = page.last()
+    {
+        let mut pairs: Vec<String> = q
+            .iter()
+            .filter(|(k, _)| k != "marker")
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect();
+        pairs.push(format!("marker={}", last.id));
+        let path = if detail { "servers/detail" } else { "servers" };
+        body["servers_links"] = json!([{"rel": "next",
+            "href": format!("{}/compute/v2.1/{path}?{}", sh.base_url, pairs.join("&"))}]);
+    }
+    Json(body).into_response()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn list(State(sh): S, Extension(mv): Extension<Microversion>, Query(q): Q) -> Response {
+    listing(&sh, &q, mv, false)
+}
+
+async fn list_detail(
+    State(sh): S,
+    Extension(mv): Extension<Microversion>,
+    Query(q): Q,
+) -> Response {
+    listing(&sh, &q, mv, true)
+}
+
+async fn show(
+    State(sh): S,
+    Extension(mv): Extension<Microversion>,
+    Path(id): Path<String>,
+) -> Response {
+    let st = sh.store();
+    match st.servers.get(&id) {
+        Some(s) => Json(json!({"server": server_doc(&sh.base_url, &st, s, mv)})).into_response(),
+        None => not_found(&id),
+    }
+}
+
+fn last_segment(r: &str) -> &str {
+    r.trim_end_matches('/').rsplit('/').next().unwrap_or(r)
+}
+
+fn mac_for(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("fa:16:3e:{:02x}:{:02x}:{:02x}", o[1], o[2], o[3])
+}
+
+/// A Neutron port document for a server NIC (Nova creates these for `networks: [{uuid}]`).
+pub fn port_doc(
+    st: &Store,
+    network_id: &str,
+    subnet_id: &str,
+    ip: Ipv4Addr,
+    name: &str,
+    sgs: Vec<String>,
+) -> Value {
+    let now = timefmt::seconds(SystemTime::now());
+    json!({"id": new_uuid(), "name": name, "network_id": network_id,
+        "project_id": st.project_id, "tenant_id": st.project_id, "mac_address": mac_for(ip),
+        "admin_state_up": true, "status": "DOWN", "device_id": "", "device_owner": "",
+        "fixed_ips": [{"subnet_id": subnet_id, "ip_address": ip.to_string()}],
+        "allowed_address_pairs": [], "extra_dhcp_opts": [], "security_groups": sgs,
+        "description": "", "binding:vnic_type": "normal", "port_security_enabled": true,
+        "tags": [], "created_at": now, "updated_at": now, "revision_number": 1})
+}
+
+/// `ssh_authorized_keys` entries anywhere in a `#cloud-config` user_data document
+/// (top level or under `users:`).
+pub fn cloud_config_keys(user_data: &str) -> Vec<String> {
+    if !user_data.trim_start().starts_with("#cloud-config") {
+        return vec![];
+    }
+    let Ok(doc) = serde_saphyr::from_str::<Value>(user_data) else {
+        return vec![];
+    };
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "ssh_authorized_keys" {
+                        for key in x.as_array().into_iter().flatten() {
+                            if let Some(s) = key.as_str() {
+                                out.push(s.to_string());
+                            }
+                        }
+                    } else {
+                        walk(x, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = vec![];
+    walk(&doc, &mut out);
+    out
+}
+
+struct Nic {
+    network_id: String,
+    port_id: Option<String>,
+    fixed_ip: Option<Ipv4Addr>,
+}
+
+fn as_bool(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => matches!(s.to_ascii_lowercase().as_str(), "true" | "1" | "yes"),
+        _ => false,
+    }
+}
+
+async fn create(
+    State(sh): S,
+    Extension(mv): Extension<Microversion>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let Some(Json(body)) = body else {
+        return bad("Malformed request body");
+    };
+    let b = &body["server"];
+    if !b.is_object() {
+        return bad(
+            "Invalid input for field/attribute server. Value: None. 'server' is a required property",
+        );
+    }
+    let Some(name) = b["name"]
+        .as_str()
+        .filter(|n| !n.is_empty() && n.len() <= 255)
+    else {
+        return bad(
+            "Invalid input for field/attribute server. Value: None. 'name' is a required property",
+        );
+    };
+    let Some(flavor_ref) = b["flavorRef"].as_str().map(last_segment) else {
+        return bad(
+            "Invalid input for field/attribute server. Value: None. 'flavorRef' is a required property",
+        );
+    };
+    let bdms: Vec<Value> = b["block_device_mapping_v2"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let image_ref = b["imageRef"]
+        .as_str()
+        .map(last_segment)
+        .unwrap_or("")
+        .to_string();
+    let user_data = match b["user_data"].as_str() {
+        None => None,
+        Some(enc) => match base64::engine::general_purpose::STANDARD.decode(enc.trim()) {
+            Ok(raw) => Some(String::from_utf8_lossy(&raw).into_owned()),
+            Err(_) => return bad("User data needs to be valid base 64."),
+        },
+    };
+    let mut metadata = IndexMap::new();
+    if let Some(m) = b["metadata"].as_object() {
+        for (k, v) in m {
+            let Some(v) = v.as_str() else {
+                return bad(&format!(
+                    "Invalid input for field/attribute metadata. Value: {v}. {v} is not of type 'string'"
+                ));
+            };
+            metadata.insert(k.clone(), v.to_string());
+        }
+    }
+    let tags: Vec<String> = b["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
+    if !tags.is_empty() && !mv.at_least(52) {
+        return bad(
+            "Invalid input for field/attribute server. Additional properties are not allowed ('tags' was unexpected)",
+        );
+    }
+    let hints = body
+        .get("os:scheduler_hints")
+        .or_else(|| body.get("OS-SCH-HNT:scheduler_hints"))
+        .cloned()
+        .unwrap_or(Value::Null);
+
+    let host_key = match PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519) {
+        Ok(k) => Arc::new(k),
+        Err(_) => return error(Service::Compute, 500, "Host key generation failed."),
+    };
+    let fails = sh.faults().next_create_fails();
+
+    let mut st = sh.store();
+    if st.flavor(flavor_ref).is_none() {
+        return bad(&format!("Flavor {flavor_ref} could not be found."));
+    }
+    let boot_from_volume = bdms
+        .iter()
+        .any(|d| d["boot_index"].as_i64() == Some(0) || d["boot_index"].as_str() == Some("0"));
+    if image_ref.is_empty() && !boot_from_volume {
+        return bad(
+            "Block Device Mapping is Invalid: Boot sequence for the instance and image/block device mapping combination is not valid.",
+        );
+    }
+    if !image_ref.is_empty() && st.image(&image_ref).is_none() {
+        return bad(&format!("Image {image_ref} could not be found."));
+    }
+    for d in &bdms {
+        if d["source_type"] == "image"
+            && let Some(uuid) = d["uuid"].as_str()
+            && st.image(uuid).is_none()
+        {
+            return bad(&format!("Image {uuid} could not be found."));
+        }
+    }
+    let key_name = b["key_name"].as_str().map(str::to_string);
+    if let Some(k) = &key_name
+        && !st.keypairs.contains_key(k)
+    {
+        return bad("Invalid key_name provided.");
+    }
+    // Security groups by name or id; Nova reports them by name.
+    let mut sg_names = vec![];
+    let mut sg_ids = vec![];
+    let requested: Vec<String> = match b["security_groups"].as_array() {
+        Some(a) => a
+            .iter()
+            .filter_map(|g| g["name"].as_str().map(str::to_string))
+            .collect(),
+        None => vec!["default".into()],
+    };
+    for want in &requested {
+        let found = st
+            .security_groups
+            .values()
+            .find(|g| g["id"] == want.as_str() || g["name"] == want.as_str());
+        match found {
+            Some(g) => {
+                sg_names.push(g["name"].as_str().unwrap_or_default().to_string());
+                sg_ids.push(g["id"].as_str().unwrap_or_default().to_string());
+            }
+            None => {
+                return bad(&format!(
+                    "Security group {want} not found for project {}.",
+                    st.project_id
+                ));
+            }
+        }
+    }
+    // Networks.
+    let mut nics = vec![];
+    match &b["networks"] {
+        Value::Array(list) => {
+            for n in list {
+                if let Some(port) = n["port"].as_str() {
+                    let Some(p) = st.ports.get(port) else {
+                        return bad(&format!("Port id {port} could not be found."));
+                    };
+                    if p["device_id"].as_str().is_some_and(|d| !d.is_empty()) {
+                        return error(
+                            Service::Compute,
+                            409,
+                            &format!("Port {port} is still in use."),
+                        );
+                    }
+                    nics.push(Nic {
+                        network_id: p["network_id"].as_str().unwrap_or_default().to_string(),
+                        port_id: Some(port.to_string()),
+                        fixed_ip: None,
+                    });
+                    continue;
+                }
+                let Some(uuid) = n["uuid"].as_str() else {
+                    return bad("Bad networks format: network uuid is not in proper format");
+                };
+                if !st.networks.contains_key(uuid) {
+                    return bad(&format!("Network {uuid} could not be found."));
+                }
+                let fixed_ip = match n["fixed_ip"].as_str() {
+                    None => None,
+                    Some(ip) => match ip.parse::<Ipv4Addr>() {
+                        Ok(a) => Some(a),
+                        Err(_) => {
+                            return bad(&format!(
+                                "Invalid input for field/attribute fixed_ip. Value: {ip}. '{ip}' is not a 'ipv4'"
+                            ));
+                        }
+                    },
+                };
+                nics.push(Nic {
+                    network_id: uuid.to_string(),
+                    port_id: None,
+                    fixed_ip,
+                });
+            }
+        }
+        Value::String(s) if s == "none" => {}
+        Value::Null if mv.at_least(37) => {
+            return bad(
+                "Invalid input for field/attribute server. Value: None. 'networks' is a required property",
+            );
+        }
+        _ => {
+            let usable: Vec<&Value> = st
+                .networks
+                .values()
+                .filter(|n| n["router:external"] != true)
+                .collect();
+            match usable.as_slice() {
+                [one] => nics.push(Nic {
+                    network_id: one["id"].as_str().unwrap_or_default().to_string(),
+                    port_id: None,
+                    fixed_ip: None,
+                }),
+                [] => return bad("No valid network found"),
+                _ => {
+                    return error(
+                        Service::Compute,
+                        409,
+                        "Multiple possible networks found, use a Network ID to be more specific.",
+                    );
+                }
+            }
+        }
+    }
+    let group = hints["group"].as_str().map(str::to_string);
+    if let Some(g) = &group
+        && !st.server_groups.contains_key(g)
+    {
+        return bad(&format!(
+            "Invalid input for field/attribute group. Value: {g}. Instance group {g} could not be found."
+        ));
+    }
+    let used = st
+        .servers
+        .values()
+        .filter(|s| s.status != ServerStatus::Deleted)
+        .count();
+    if used >= st.instance_quota {
+        return error(
+            Service::Compute,
+            403,
+            &format!(
+                "Quota exceeded for instances: Requested 1, but already used {used} of {} instances",
+                st.instance_quota
+            ),
+        );
+    }
+
+    // All checks passed: allocate.
+    let id = new_uuid();
+    let mut port_ids = vec![];
+    for nic in &nics {
+        if let Some(pid) = &nic.port_id {
+            port_ids.push(pid.clone());
+            continue;
+        }
+        let (subnet, ip) = match nic.fixed_ip {
+            Some(ip) => {
+                if st.ip_in_use(ip) {
+                    rollback_ports(&mut st, &port_ids);
+                    return bad(&format!(
+                        "Fixed IP address {ip} is already in use on network {}.",
+                        nic.network_id
+                    ));
+                }
+                match st.subnet_for_ip(&nic.network_id, ip) {
+                    Some(sub) => (sub, ip),
+                    None => {
+                        rollback_ports(&mut st, &port_ids);
+                        return bad(&format!(
+                            "Fixed IP address {ip} is not valid on network {}.",
+                            nic.network_id
+                        ));
+                    }
+                }
+            }
+            None => {
+                let Some(sub) = st.first_subnet_of(&nic.network_id) else {
+                    rollback_ports(&mut st, &port_ids);
+                    return bad(&format!(
+                        "Network {} requires a subnet in order to boot instances on.",
+                        nic.network_id
+                    ));
+                };
+                let Some(ip) = st.allocate_ip(&sub) else {
+                    rollback_ports(&mut st, &port_ids);
+                    return error(
+                        Service::Compute,
+                        409,
+                        &format!(
+                            "No more IP addresses available on network {}.",
+                            nic.network_id
+                        ),
+                    );
+                };
+                (sub, ip)
+            }
+        };
+        let port = port_doc(&st, &nic.network_id, &subnet, ip, "", sg_ids.clone());
+        let pid = port["id"].as_str().unwrap_or_default().to_string();
+        st.ports.insert(pid.clone(), port);
+        st.nova_ports.insert(pid.clone());
+        port_ids.push(pid);
+    }
+    for pid in &port_ids {
+        if let Some(p) = st.ports.get_mut(pid) {
+            p["device_id"] = json!(id);
+            p["device_owner"] = json!("compute:nova");
+            p["status"] = json!("ACTIVE");
+        }
+    }
+    let mut volumes = vec![];
+    for d in &bdms {
+        if d["destination_type"] == "volume" {
+            let vid = match d["source_type"].as_str() {
+                Some("volume") => d["uuid"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(new_uuid),
+                _ => new_uuid(),
+            };
+            st.volumes.insert(
+                vid.clone(),
+                Volume {
+                    delete_on_termination: as_bool(&d["delete_on_termination"]),
+                },
+            );
+            volumes.push(vid);
+        }
+    }
+    if let Some(g) = &group
+        && let Some(members) = st
+            .server_groups
+            .get_mut(g)
+            .and_then(|x| x["members"].as_array_mut())
+    {
+        members.push(json!(id));
+    }
+    let now = SystemTime::now();
+    let server = Server {
+        id: id.clone(),
+        name: name.to_string(),
+        status: ServerStatus::Build,
+        flavor_id: flavor_ref.to_string(),
+        image_id: if boot_from_volume {
+            String::new()
+        } else {
+            image_ref
+        },
+        key_name,
+        metadata,
+        tags,
+        user_data,
+        config_drive: as_bool(&b["config_drive"]),
+        availability_zone: b["availability_zone"]
+            .as_str()
+            .unwrap_or("nova")
+            .to_string(),
+        security_groups: sg_names.clone(),
+        description: b["description"].as_str().map(str::to_string),
+        server_groups: group.into_iter().collect(),
+        volumes,
+        created: now,
+        updated: now,
+        launched: None,
+        fault: None,
+        host_key,
+        ssh_port: None,
+    };
+    st.servers.insert(id.clone(), server);
+    drop(st);
+
+    tokio::spawn(life_cycle(sh.clone(), id.clone(), fails));
+
+    let sgs: Vec<Value> = sg_names.iter().map(|n| json!({"name": n})).collect();
+    let mut r = (
+        StatusCode::ACCEPTED,
+        Json(
+            json!({"server": {"id": id, "links": links(&sh.base_url, &id),
+            "OS-DCF:diskConfig": "MANUAL", "security_groups": sgs,
+            "adminPass": uuid::Uuid::new_v4().simple().to_string()[..12].to_string()}}),
+        ),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/compute/v2.1/servers/{id}", sh.base_url)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn rollback_ports(st: &mut Store, ids: &[String]) {
+    for id in ids {
+        if st.nova_ports.remove(id) {
+            st.ports.shift_remove(id);
+        }
+    }
+}
+
+/// BUILD -> ACTIVE (or ERROR), then, after `ssh_delay`, the SSH endpoint.
+async fn life_cycle(sh: Arc<Shared>, id: String, fails: bool) {
+    tokio::select! {
+        _ = sh.shutdown.cancelled() => return,
+        _ = tokio::time::sleep(sh.opts.build_delay) => {}
+    }
+    {
+        let mut st = sh.store();
+        let Some(s) = st.servers.get_mut(&id) else {
+            return;
+        };
+        if s.status != ServerStatus::Build {
+            return;
+        }
+        let now = SystemTime::now();
+        s.updated = now;
+        if fails {
+            s.status = ServerStatus::Error;
+            s.fault = Some(Fault {
+                code: 500,
+                message: NO_VALID_HOST.into(),
+                created: now,
+            });
+        } else {
+            s.status = ServerStatus::Active;
+            s.launched = Some(now);
+        }
+    }
+    if fails || sh.opts.ssh_mode == super::options::SshMode::Disabled {
+        return;
+    }
+    tokio::select! {
+        _ = sh.shutdown.cancelled() => return,
+        _ = tokio::time::sleep(sh.opts.ssh_delay) => {}
+    }
+    bring_up_ssh(&sh, &id).await;
+}
+
+async fn bring_up_ssh(sh: &Arc<Shared>, id: &str) {
+    let (spec, addrs) = {
+        let st = sh.store();
+        let Some(s) = st.servers.get(id) else { return };
+        if s.status != ServerStatus::Active {
+            return;
+        }
+        let mut keys = vec![];
+        if let Some(k) = s.key_name.as_ref().and_then(|k| st.keypairs.get(k)) {
+            keys.push(k.public_key.clone());
+        }
+        if let Some(ud) = &s.user_data {
+            keys.extend(cloud_config_keys(ud));
+        }
+        let spec = EndpointSpec {
+            host_key: s.host_key.clone(),
+            authorized_keys: keys,
+            workdir: sh.root.join(id),
+        };
+        (spec, st.server_addresses(id))
+    };
+    if addrs.is_empty() {
+        return;
+    }
+    if let Err(e) = std::fs::create_dir_all(&spec.workdir) {
+        tracing::warn!(
+            server = id,
+            "cannot create the server's working directory: {e}"
+        );
+        return;
+    }
+    let port = match sh.ssh.start(id, &addrs, spec).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(server = id, "SSH endpoint did not start: {e}");
+            return;
+        }
+    };
+    let mut st = sh.store();
+    match st.servers.get_mut(id) {
+        Some(s) if s.status == ServerStatus::Active => {
+            s.ssh_port = Some(port);
+            s.metadata.insert("ssh_port".into(), port.to_string());
+        }
+        _ => {
+            drop(st);
+            sh.ssh.stop(id);
+        }
+    }
+}
+
+async fn delete(State(sh): S, Path(id): Path<String>) -> Response {
+    {
+        let mut st = sh.store();
+        let Some(s) = st.servers.get_mut(&id) else {
+            return not_found(&id);
+        };
+        if s.status == ServerStatus::Deleted {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        s.status = ServerStatus::Deleted;
+        s.updated = SystemTime::now();
+    }
+    sh.ssh.stop(&id);
+    let delay = sh.opts.delete_delay;
+    let sh2 = sh.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        sh2.remove_server_now(&id);
+    });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn action(State(sh): S, Path(id): Path<String>, body: Option<Json<Value>>) -> Response {
+    let body = body.map(|b| b.0).unwrap_or_default();
+    let st = sh.store();
+    let Some(s) = st.servers.get(&id) else {
+        return not_found(&id);
+    };
+    if let Some(req) = body.get("os-getConsoleOutput") {
+        if s.status == ServerStatus::Build {
+            return error(
+                Service::Compute,
+                409,
+                &format!(
+                    "Cannot 'get_console_output' instance {id} while it is in vm_state building"
+                ),
+            );
+        }
+        let length = match &req["length"] {
+            Value::Number(n) => n.as_i64(),
+            Value::String(t) => t.parse().ok(),
+            _ => None,
+        };
+        let uptime = s
+            .launched
+            .and_then(|l| SystemTime::now().duration_since(l).ok())
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64()
+            + 8.0;
+        let text = console_log::console_text(&s.name, &s.host_key, s.ssh_port.is_some(), uptime);
+        return Json(json!({"output": console_log::tail(&text, length)})).into_response();
+    }
+    for noop in ["reboot", "os-start", "os-stop"] {
+        if body.get(noop).is_some() {
+            return StatusCode::ACCEPTED.into_response();
+        }
+    }
+    let name = body
+        .as_object()
+        .and_then(|o| o.keys().next().cloned())
+        .unwrap_or_default();
+    bad(&format!("There is no such action: {name}"))
+}
+
+async fn metadata(State(sh): S, Path(id): Path<String>) -> Response {
+    match sh.store().servers.get(&id) {
+        Some(s) => Json(json!({"metadata": s.metadata})).into_response(),
+        None => not_found(&id),
+    }
+}
+
+async fn tags(State(sh): S, Path(id): Path<String>) -> Response {
+    match sh.store().servers.get(&id) {
+        Some(s) => Json(json!({"tags": s.tags})).into_response(),
+        None => not_found(&id),
+    }
+}
+
+async fn tag_check(State(sh): S, Path((id, tag)): Path<(String, String)>) -> Response {
+    match sh.store().servers.get(&id) {
+        Some(s) if s.tags.contains(&tag) => StatusCode::NO_CONTENT.into_response(),
+        Some(_) => error(
+            Service::Compute,
+            404,
+            &format!("Tag {tag} could not be found."),
+        ),
+        None => not_found(&id),
+    }
+}
+
+async fn tag_add(State(sh): S, Path((id, tag)): Path<(String, String)>) -> Response {
+    match sh.store().servers.get_mut(&id) {
+        Some(s) => {
+            if s.tags.contains(&tag) {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                s.tags.push(tag);
+                StatusCode::CREATED.into_response()
+            }
+        }
+        None => not_found(&id),
+    }
+}
+
+async fn tag_remove(State(sh): S, Path((id, tag)): Path<(String, String)>) -> Response {
+    match sh.store().servers.get_mut(&id) {
+        Some(s) => {
+            let before = s.tags.len();
+            s.tags.retain(|t| t != &tag);
+            if s.tags.len() < before {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                error(
+                    Service::Compute,
+                    404,
+                    &format!("Tag {tag} could not be found."),
+                )
+            }
+        }
+        None => not_found(&id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_filter_is_case_insensitive_unanchored_regex() {
+        let re = name_filter("ci-1");
+        assert!(re.is_match("ci-1"));
+        assert!(re.is_match("ci-10"));
+        assert!(re.is_match("CI-1.x"));
+        assert!(re.is_match("job-ci-1"));
+        assert!(!re.is_match("ci-2"));
+        assert!(name_filter("^ci-1$").is_match("CI-1"));
+        assert!(!name_filter("^ci-1$").is_match("ci-10"));
+        // Not a valid regex: matched literally rather than failing.
+        assert!(name_filter("ci-[").is_match("x-ci-[-y"));
+    }
+
+    #[test]
+    fn cloud_config_keys_are_found_anywhere() {
+        let ud = "#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 AAAA one\nusers:\n  - name: ci\n    ssh_authorized_keys: [\"ssh-ed25519 BBBB two\"]\n";
+        assert_eq!(
+            cloud_config_keys(ud),
+            ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"]
+        );
+        assert!(cloud_config_keys("#!/bin/sh\necho hi").is_empty());
+    }
+}

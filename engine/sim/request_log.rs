@@ -1,0 +1,66 @@
+//! Every HTTP request the simulator answered, so tests and benchmarks can count API traffic.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One answered request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// HTTP method, upper case (`GET`, `POST`, ...).
+    pub method: String,
+    /// The path as requested, without the query string (e.g. `/compute/v2.1/servers/3f..`).
+    pub path: String,
+    /// The route template that matched (e.g. `/compute/v2.1/servers/{id}`), or the raw path when
+    /// no route matched. Counting by template groups requests on different ids together.
+    pub route: String,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// The status code returned (including injected faults).
+    pub status: u16,
+    /// Time since the simulator started.
+    pub at: Duration,
+}
+
+/// A snapshot of the request log.
+#[derive(Debug, Clone, Default)]
+pub struct RequestLog {
+    /// Requests in the order they were answered.
+    pub records: Vec<RequestRecord>,
+}
+
+impl RequestLog {
+    /// Number of requests per `(method, route template)`.
+    pub fn counts(&self) -> BTreeMap<(String, String), usize> {
+        let mut out = BTreeMap::new();
+        for r in &self.records {
+            *out.entry((r.method.clone(), r.route.clone())).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Number of requests with this method whose route template equals `route`.
+    pub fn count(&self, method: &str, route: &str) -> usize {
+        self.records
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.route == route)
+            .count()
+    }
+
+    /// Number of requests with this method whose path contains `fragment`.
+    pub fn count_path_containing(&self, method: &str, fragment: &str) -> usize {
+        self.records
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.contains(fragment))
+            .count()
+    }
+
+    /// Total number of requests.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when no request was answered yet.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}

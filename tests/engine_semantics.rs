@@ -1,0 +1,184 @@
+//! Step semantics through the real binary: retries, timeouts, failure modes, `always` steps,
+//! site overrides, and SIGTERM.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use assert_cmd::Command;
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn prepare(dir: &Path, recipes: &[&Path]) -> std::process::Output {
+    let mut c = Command::cargo_bin("executor").unwrap();
+    c.current_dir(dir)
+        .env("BUILD_FAILURE_EXIT_CODE", "11")
+        .env("SYSTEM_FAILURE_EXIT_CODE", "12");
+    for r in recipes {
+        c.arg("--recipe").arg(r);
+    }
+    c.arg("prepare").output().unwrap()
+}
+
+#[test]
+fn retries_are_logged_and_bounded() {
+    let d = tempfile::tempdir().unwrap();
+    let r = write(
+        d.path(),
+        "r.yaml",
+        "version: 1\nprepare:\n  - id: flaky\n    kind: fail\n    message: nope\n    retry: {attempts: 3, delay: 10ms, on: [other]}\n",
+    );
+    let out = prepare(d.path(), &[&r]);
+    assert_eq!(out.status.code(), Some(12));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("attempt 1/3 failed (other)"), "{err}");
+    assert!(err.contains("attempt 2/3 failed (other)"), "{err}");
+    assert!(!err.contains("attempt 3/3"), "{err}");
+    assert!(err.contains("step `flaky` failed: nope"), "{err}");
+}
+
+#[test]
+fn a_class_not_listed_is_not_retried() {
+    let d = tempfile::tempdir().unwrap();
+    let r = write(
+        d.path(),
+        "r.yaml",
+        "version: 1\nprepare:\n  - id: flaky\n    kind: fail\n    message: nope\n    retry: {attempts: 3, delay: 10ms, on: [quota]}\n",
+    );
+    let err = String::from_utf8_lossy(&prepare(d.path(), &[&r]).stderr).to_string();
+    assert!(!err.contains("attempt 1/3"), "{err}");
+}
+
+#[test]
+fn timeouts_failure_modes_and_always_steps() {
+    let d = tempfile::tempdir().unwrap();
+    let r = write(
+        d.path(),
+        "r.yaml",
+        "version: 1\nprepare:\n  - id: slow\n    kind: sleep\n    duration: 30s\n    timeout: 50ms\n    on_failure: ignore\n  - id: bad\n    kind: fail\n    message: build broke\n    on_failure: build\n  - id: skipped\n    kind: log\n    message: SHOULD-NOT-APPEAR\n  - id: finally\n    kind: log\n    message: always-ran\n    always: true\n",
+    );
+    let out = prepare(d.path(), &[&r]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{err}");
+    assert!(
+        err.contains("step `slow` failed, ignored: gave up after 50ms"),
+        "{err}"
+    );
+    assert!(!err.contains("SHOULD-NOT-APPEAR"), "{err}");
+    assert!(err.contains("always-ran"), "{err}");
+}
+
+#[test]
+fn a_site_override_changes_vars_and_steps_without_copying_the_base() {
+    let d = tempfile::tempdir().unwrap();
+    let base = write(
+        d.path(),
+        "base.yaml",
+        "version: 1\nvars:\n  flavor: small\nprepare:\n  - id: create\n    kind: log\n    message: \"create {{ vars.flavor }}\"\n  - id: noisy\n    kind: log\n    message: NOISY\n",
+    );
+    let site = write(
+        d.path(),
+        "site.yaml",
+        "version: 1\nvars:\n  flavor: large\npatch:\n  create:\n    level: warning\nremove: [noisy]\ninsert:\n  - after: create\n    steps:\n      - id: site_step\n        kind: log\n        message: \"site hook for {{ vars.flavor }}\"\n",
+    );
+    for recipes in [vec![base.as_path(), site.as_path()], vec![]] {
+        let out = if recipes.is_empty() {
+            // the same override through `extends:`
+            let ext = write(
+                d.path(),
+                "ext.yaml",
+                &format!(
+                    "extends: base.yaml\n{}",
+                    std::fs::read_to_string(&site).unwrap()
+                ),
+            );
+            prepare(d.path(), &[&ext])
+        } else {
+            prepare(d.path(), &recipes)
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("WARNING: create large"), "{err}");
+        assert!(err.contains("site hook for large"), "{err}");
+        assert!(!err.contains("NOISY"), "{err}");
+        let create = err.find("create large").unwrap();
+        assert!(err.find("site hook").unwrap() > create);
+    }
+}
+
+#[test]
+fn sigterm_cancels_the_running_step_and_still_runs_always_steps() {
+    let d = tempfile::tempdir().unwrap();
+    let r = write(
+        d.path(),
+        "r.yaml",
+        "version: 1\nprepare:\n  - id: long\n    kind: sleep\n    duration: 120s\n  - id: after\n    kind: log\n    message: NOT-AFTER-CANCEL\n  - id: finally\n    kind: log\n    message: released\n    always: true\n",
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("executor"))
+        .current_dir(d.path())
+        .env("SYSTEM_FAILURE_EXIT_CODE", "12")
+        .args(["--recipe", r.to_str().unwrap(), "prepare"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    // bounded wait: a stage that ignored SIGTERM would be killed here and fail the assertion
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prepare ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(12), "{err}");
+    assert!(err.contains("released"), "{err}");
+    assert!(!err.contains("NOT-AFTER-CANCEL"), "{err}");
+}
+
+#[test]
+fn render_shows_merged_recipe_and_rendered_steps_with_placeholders() {
+    let d = tempfile::tempdir().unwrap();
+    let r = write(
+        d.path(),
+        "r.yaml",
+        "version: 1\nvars:\n  name: \"ci-{{ job.CI_JOB_ID }}\"\nprepare:\n  - id: a\n    kind: log\n    message: \"make {{ vars.name }}\"\n  - id: b\n    kind: log\n    message: \"got {{ steps.a.id }}\"\n",
+    );
+    let env = write(
+        d.path(),
+        "job.env",
+        "CUSTOM_ENV_CI_JOB_ID=7\nOS_PASSWORD=hunter2hunter2\n",
+    );
+    let out = Command::cargo_bin("executor")
+        .unwrap()
+        .args([
+            "--recipe",
+            r.to_str().unwrap(),
+            "render",
+            "--stage",
+            "prepare",
+            "--env-file",
+            env.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("make ci-7"), "{text}");
+    assert!(text.contains("got <steps.a.id>"), "{text}");
+    assert!(!text.contains("hunter2hunter2"));
+}
