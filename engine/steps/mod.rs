@@ -7,11 +7,18 @@ use serde::{Deserialize, Serialize};
 use crate::error::StepError;
 use crate::step_context::{Outputs, StepContext};
 
+pub mod console_log;
+pub mod create_server;
+pub mod delete_server;
 pub mod fail;
+pub mod floating_ip;
+pub mod keypair;
 pub mod log;
 pub mod save_state;
+pub mod server_address;
 pub mod set_vars;
 pub mod sleep;
+pub mod wait_server;
 
 /// A step's kind and its arguments, after rendering.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -22,6 +29,13 @@ pub enum StepKind {
     SetVars(set_vars::SetVars),
     SaveState(save_state::SaveState),
     Sleep(sleep::Sleep),
+    CreateServer(create_server::CreateServer),
+    WaitServer(wait_server::WaitServer),
+    ServerAddress(server_address::ServerAddress),
+    FloatingIp(floating_ip::FloatingIp),
+    Keypair(keypair::Keypair),
+    ConsoleLog(console_log::ConsoleLog),
+    DeleteServer(delete_server::DeleteServer),
 }
 
 impl StepKind {
@@ -32,6 +46,13 @@ impl StepKind {
             Self::SetVars(s) => s.run(cx).await,
             Self::SaveState(s) => s.run(cx).await,
             Self::Sleep(s) => s.run(cx).await,
+            Self::CreateServer(s) => s.run(cx).await,
+            Self::WaitServer(s) => s.run(cx).await,
+            Self::ServerAddress(s) => s.run(cx).await,
+            Self::FloatingIp(s) => s.run(cx).await,
+            Self::Keypair(s) => s.run(cx).await,
+            Self::ConsoleLog(s) => s.run(cx).await,
+            Self::DeleteServer(s) => s.run(cx).await,
         }
     }
 }
