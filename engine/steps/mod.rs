@@ -12,6 +12,11 @@ pub mod log;
 pub mod save_state;
 pub mod set_vars;
 pub mod sleep;
+pub mod ssh_command;
+pub mod ssh_generate_key;
+pub mod ssh_probe;
+pub mod ssh_run_script;
+pub mod ssh_upload;
 
 /// A step's kind and its arguments, after rendering.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -22,6 +27,11 @@ pub enum StepKind {
     SetVars(set_vars::SetVars),
     SaveState(save_state::SaveState),
     Sleep(sleep::Sleep),
+    SshGenerateKey(ssh_generate_key::SshGenerateKey),
+    SshProbe(ssh_probe::SshProbe),
+    SshRunScript(ssh_run_script::SshRunScript),
+    SshCommand(ssh_command::SshCommand),
+    SshUpload(ssh_upload::SshUpload),
 }
 
 impl StepKind {
@@ -32,6 +42,11 @@ impl StepKind {
             Self::SetVars(s) => s.run(cx).await,
             Self::SaveState(s) => s.run(cx).await,
             Self::Sleep(s) => s.run(cx).await,
+            Self::SshGenerateKey(s) => s.run(cx).await,
+            Self::SshProbe(s) => s.run(cx).await,
+            Self::SshRunScript(s) => s.run(cx).await,
+            Self::SshCommand(s) => s.run(cx).await,
+            Self::SshUpload(s) => s.run(cx).await,
         }
     }
 }
