@@ -23,6 +23,7 @@ pub mod server;
 pub mod server_spec;
 pub mod settings;
 pub mod shared;
+pub mod step_glue;
 pub mod transport;
 pub mod wait_active;
 

@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 pub struct CloudSettings {
     /// Name of the cloud entry in clouds.yaml. Overrides `OS_CLOUD`.
     pub cloud: Option<String>,
+    /// Name of this runner installation, recorded as `executor:runner` on every server and
+    /// used by cleanup and the reaper to prove a server is ours. Give every runner manager
+    /// that shares an OpenStack project its own. Default `executor`.
+    pub owner: Option<String>,
     /// Path of a clouds.yaml to read instead of the standard places (`./clouds.yaml`,
     /// `~/.config/openstack/clouds.yaml`, `/etc/openstack/clouds.yaml`). `OS_CLIENT_CONFIG_FILE`
     /// does the same from the environment; this setting wins over it.
@@ -34,22 +38,22 @@ pub struct CloudSettings {
     pub verify: Option<bool>,
     /// Upper bound for one HTTP request, e.g. `60s`.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub request_timeout: Duration,
     /// Upper bound for opening a TCP/TLS connection, e.g. `10s`.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub connect_timeout: Duration,
     /// How many times an idempotent call (GET, DELETE) is sent again after a 5xx, a 429 or a
     /// broken connection.
     pub retries: u32,
     /// First pause between retries; later pauses grow exponentially with jitter.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub retry_delay: Duration,
     /// Longest pause between retries, also the cap applied to a server's `Retry-After`.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub max_retry_delay: Duration,
 }
 
@@ -57,6 +61,7 @@ impl Default for CloudSettings {
     fn default() -> Self {
         CloudSettings {
             cloud: None,
+            owner: None,
             clouds_yaml: None,
             region: None,
             interface: None,

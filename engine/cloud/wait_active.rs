@@ -21,19 +21,19 @@ use super::server::Server;
 pub struct WaitPolicy {
     /// Give up after this long (the error class is `timeout`).
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub timeout: Duration,
     /// When the server usually becomes ACTIVE; polls are densest around it.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub expected: Duration,
     /// Shortest pause between polls.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub min_interval: Duration,
     /// Longest pause between polls.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::schema::duration")]
     pub max_interval: Duration,
 }
 

@@ -7,9 +7,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::StepError;
 use crate::step_context::{Outputs, StepContext};
 
+pub mod console_log;
+pub mod create_server;
+pub mod delete_server;
 pub mod fail;
+pub mod floating_ip;
+pub mod keypair;
 pub mod log;
 pub mod save_state;
+pub mod server_address;
 pub mod set_vars;
 pub mod sleep;
 pub mod ssh_command;
@@ -17,6 +23,7 @@ pub mod ssh_generate_key;
 pub mod ssh_probe;
 pub mod ssh_run_script;
 pub mod ssh_upload;
+pub mod wait_server;
 
 /// A step's kind and its arguments, after rendering.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -27,6 +34,13 @@ pub enum StepKind {
     SetVars(set_vars::SetVars),
     SaveState(save_state::SaveState),
     Sleep(sleep::Sleep),
+    CreateServer(create_server::CreateServer),
+    WaitServer(wait_server::WaitServer),
+    ServerAddress(server_address::ServerAddress),
+    FloatingIp(floating_ip::FloatingIp),
+    Keypair(keypair::Keypair),
+    ConsoleLog(console_log::ConsoleLog),
+    DeleteServer(delete_server::DeleteServer),
     SshGenerateKey(ssh_generate_key::SshGenerateKey),
     SshProbe(ssh_probe::SshProbe),
     SshRunScript(ssh_run_script::SshRunScript),
@@ -42,6 +56,13 @@ impl StepKind {
             Self::SetVars(s) => s.run(cx).await,
             Self::SaveState(s) => s.run(cx).await,
             Self::Sleep(s) => s.run(cx).await,
+            Self::CreateServer(s) => s.run(cx).await,
+            Self::WaitServer(s) => s.run(cx).await,
+            Self::ServerAddress(s) => s.run(cx).await,
+            Self::FloatingIp(s) => s.run(cx).await,
+            Self::Keypair(s) => s.run(cx).await,
+            Self::ConsoleLog(s) => s.run(cx).await,
+            Self::DeleteServer(s) => s.run(cx).await,
             Self::SshGenerateKey(s) => s.run(cx).await,
             Self::SshProbe(s) => s.run(cx).await,
             Self::SshRunScript(s) => s.run(cx).await,

@@ -1,0 +1,37 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::cloud::keypair::{import_job_keypair, job_keypair_name};
+use crate::cloud::step_glue::{self, STATE_KEYPAIR};
+use crate::error::StepError;
+use crate::step_context::{Outputs, StepContext};
+
+/// Import a public key as a key pair for this job only (deleted by `delete_server`). Saves
+/// `state.keypair_name`. Outputs: `name`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Keypair {
+    /// The OpenSSH public key (`ssh-ed25519 AAAA... comment`).
+    pub public_key: String,
+    /// Key pair name; default `executor-<owner>-<project>-<job>`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Keypair {
+    pub async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outputs, StepError> {
+        let handle = step_glue::cloud(cx).await?;
+        let owner = step_glue::owner(cx, &handle.settings)?;
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| job_keypair_name(&owner));
+        // Saved first: a lost answer may still have created it.
+        step_glue::save(cx, STATE_KEYPAIR, json!(name))?;
+        import_job_keypair(handle.cloud.as_ref(), &name, self.public_key.trim()).await?;
+        let mut out = Outputs::new();
+        out.insert("name".into(), json!(name));
+        Ok(out)
+    }
+}
