@@ -57,6 +57,9 @@ pub struct RunnerConfig {
     pub shell: String,
     /// `[[runners]] environment = ["K=V"]`.
     pub environment: Vec<(String, String)>,
+    /// Added to this process's environment to form the runner service's environment, which every
+    /// driver inherits (e.g. `OS_CLOUD` in the systemd unit of a real runner).
+    pub service_env: Vec<(String, String)>,
     pub name: String,
     pub runner_id: u64,
     /// The runner authentication token; only its short form ever reaches a log.
@@ -115,6 +118,7 @@ impl Default for RunnerConfig {
             builds_dir_is_shared: false,
             shell: "bash".into(),
             environment: Vec::new(),
+            service_env: Vec::new(),
             name: "executor-simulate".into(),
             runner_id: 42,
             token: SecretString::from("glrt-SimRunner0token0000000"),

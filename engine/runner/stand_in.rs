@@ -188,7 +188,10 @@ impl<'a> JobRun<'a> {
             control,
             log,
             runner_log,
-            parent_env: parent_environment(),
+            parent_env: parent_environment()
+                .into_iter()
+                .chain(cfg.service_env.iter().cloned())
+                .collect(),
             timeout,
             concurrent_id: 0,
             concurrent_project_id: 0,

@@ -9,6 +9,10 @@ pub enum SshMode {
     /// The embedded russh server (`ssh_server.rs`): no system packages needed.
     #[default]
     Embedded,
+    /// A real OpenSSH `sshd` per server (`crate::openssh_server`), started as the current
+    /// user with the server's host key and authorized keys; commands run through a
+    /// `ForceCommand` in the server's working directory. Floating addresses are forwarded to it.
+    OpenSsh,
     /// No SSH endpoint at all (API-only tests).
     Disabled,
 }

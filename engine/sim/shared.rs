@@ -34,7 +34,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub fn new(opts: SimOptions, base_url: String, root: PathBuf, store: Store) -> Shared {
         Shared {
-            ssh: SshHub::new(opts.prefer_port_22),
+            ssh: SshHub::new(opts.prefer_port_22, opts.ssh_mode),
             opts,
             base_url,
             started: Instant::now(),

@@ -1,6 +1,7 @@
 //! One SSH endpoint per ACTIVE server, listening on the server's own loopback addresses
 //! (fixed IP, plus floating IPs while associated), all on the same port: 22 when it can be
-//! bound, otherwise a free port chosen on the first address.
+//! bound, otherwise a free port chosen on the first address. The endpoint is either the
+//! embedded russh server or a real OpenSSH sshd (then extra addresses are TCP-forwarded to it).
 
 use std::collections::HashMap;
 use std::io;
@@ -17,7 +18,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::options::SshMode;
 use super::ssh_server::{GuestSession, GuestSpec};
+use crate::openssh_server::{OpenSshServer, OpenSshServerConfig};
 
 /// What the life cycle hands over when a server's guest "boots".
 pub(crate) struct EndpointSpec {
@@ -27,16 +30,28 @@ pub(crate) struct EndpointSpec {
     pub workdir: PathBuf,
 }
 
+enum Backend {
+    Embedded {
+        config: Arc<russh::server::Config>,
+        spec: Arc<GuestSpec>,
+    },
+    /// Dropping the server kills sshd and every session it runs.
+    OpenSsh {
+        _server: OpenSshServer,
+        primary: SocketAddr,
+    },
+}
+
 struct Endpoint {
     port: u16,
     cancel: CancellationToken,
-    config: Arc<russh::server::Config>,
-    spec: Arc<GuestSpec>,
+    backend: Backend,
     listeners: HashMap<Ipv4Addr, CancellationToken>,
 }
 
 pub(crate) struct SshHub {
     prefer_22: bool,
+    mode: SshMode,
     endpoints: Mutex<HashMap<String, Endpoint>>,
 }
 
@@ -47,9 +62,10 @@ fn bind(ip: Ipv4Addr, port: u16) -> io::Result<TcpListener> {
 }
 
 impl SshHub {
-    pub fn new(prefer_22: bool) -> SshHub {
+    pub fn new(prefer_22: bool, mode: SshMode) -> SshHub {
         SshHub {
             prefer_22,
+            mode,
             endpoints: Mutex::new(HashMap::new()),
         }
     }
@@ -73,6 +89,27 @@ impl SshHub {
                 "server has no address",
             ));
         };
+        let cancel = CancellationToken::new();
+        let mut ep = match self.mode {
+            SshMode::OpenSsh => self.start_openssh(first, spec, cancel).await?,
+            _ => self.start_embedded(first, spec, cancel)?,
+        };
+        for &ip in &addrs[1..] {
+            add_listener(&mut ep, ip);
+        }
+        let port = ep.port;
+        if let Some(old) = self.map().insert(server_id.to_string(), ep) {
+            old.cancel.cancel();
+        }
+        Ok(port)
+    }
+
+    fn start_embedded(
+        &self,
+        first: Ipv4Addr,
+        spec: EndpointSpec,
+        cancel: CancellationToken,
+    ) -> io::Result<Endpoint> {
         let listener = match self.prefer_22 {
             true => bind(first, 22).or_else(|_| bind(first, 0))?,
             false => bind(first, 0)?,
@@ -95,8 +132,6 @@ impl SshHub {
                 .collect(),
             workdir: spec.workdir,
         });
-        let cancel = CancellationToken::new();
-        let mut listeners = HashMap::new();
         let t = cancel.child_token();
         tokio::spawn(accept_loop(
             listener,
@@ -104,21 +139,64 @@ impl SshHub {
             guest.clone(),
             t.clone(),
         ));
-        listeners.insert(first, t);
-        let mut ep = Endpoint {
+        Ok(Endpoint {
             port,
             cancel,
-            config,
-            spec: guest,
-            listeners,
-        };
-        for &ip in &addrs[1..] {
-            add_listener(&mut ep, ip);
+            backend: Backend::Embedded {
+                config,
+                spec: guest,
+            },
+            listeners: HashMap::from([(first, t)]),
+        })
+    }
+
+    async fn start_openssh(
+        &self,
+        first: Ipv4Addr,
+        spec: EndpointSpec,
+        cancel: CancellationToken,
+    ) -> io::Result<Endpoint> {
+        let host_key = spec
+            .host_key
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .map_err(io::Error::other)?
+            .to_string();
+        let workdir = spec.workdir.display().to_string();
+        let mut extra = vec![];
+        // Run every command in the server's working directory, with it as HOME, like the
+        // embedded server. Paths with quotes are left to sshd's defaults rather than mis-quoted.
+        if !workdir.contains(['\'', '"', '\\', '$', '`', '\n']) {
+            extra.push(format!(
+                "ForceCommand cd '{workdir}' && HOME='{workdir}' exec bash -c \"${{SSH_ORIGINAL_COMMAND:-exec bash -s}}\""
+            ));
         }
-        if let Some(old) = self.map().insert(server_id.to_string(), ep) {
-            old.cancel.cancel();
-        }
-        Ok(port)
+        let mut cfg = OpenSshServerConfig::new(spec.authorized_keys.clone());
+        cfg.listen = first.into();
+        cfg.host_key = Some(host_key);
+        cfg.extra_config = extra;
+        let prefer_22 = self.prefer_22;
+        let server = tokio::task::spawn_blocking(move || {
+            if prefer_22 {
+                cfg.port = Some(22);
+                if let Ok(s) = OpenSshServer::start(&cfg) {
+                    return Ok(s);
+                }
+                cfg.port = None;
+            }
+            OpenSshServer::start(&cfg)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        let primary = server.addr();
+        Ok(Endpoint {
+            port: primary.port(),
+            cancel,
+            backend: Backend::OpenSsh {
+                _server: server,
+                primary,
+            },
+            listeners: HashMap::new(),
+        })
     }
 
     /// Makes the endpoint listen on exactly `addrs` (after a floating IP came or went).
@@ -168,12 +246,14 @@ fn add_listener(ep: &mut Endpoint, ip: Ipv4Addr) {
     match bind(ip, ep.port) {
         Ok(l) => {
             let t = ep.cancel.child_token();
-            tokio::spawn(accept_loop(
-                l,
-                ep.config.clone(),
-                ep.spec.clone(),
-                t.clone(),
-            ));
+            match &ep.backend {
+                Backend::Embedded { config, spec } => {
+                    tokio::spawn(accept_loop(l, config.clone(), spec.clone(), t.clone()));
+                }
+                Backend::OpenSsh { primary, .. } => {
+                    tokio::spawn(forward_loop(l, *primary, t.clone()));
+                }
+            }
             ep.listeners.insert(ip, t);
         }
         Err(e) => tracing::warn!("SSH endpoint cannot listen on {ip}:{}: {e}", ep.port),
@@ -203,6 +283,29 @@ async fn accept_loop(
             let session = GuestSession::new(spec, conn.child_token());
             if let Ok(running) = russh::server::run_stream(config, stream, session).await {
                 let _ = running.await;
+            }
+        });
+    }
+}
+
+/// Forwards connections on an extra address (a floating IP) to the real sshd.
+async fn forward_loop(listener: TcpListener, target: SocketAddr, cancel: CancellationToken) {
+    loop {
+        let mut inbound = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+        };
+        let conn = cancel.child_token();
+        tokio::spawn(async move {
+            let Ok(mut outbound) = TcpStream::connect(target).await else {
+                return;
+            };
+            tokio::select! {
+                _ = conn.cancelled() => {}
+                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
             }
         });
     }

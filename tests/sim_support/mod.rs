@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod ssh_client;
+
 use std::time::Duration;
 
 use executor::sim::{SimCloud, SimOptions};
