@@ -49,8 +49,8 @@ run:
     )
 }
 
-fn stage(dir: &Path, recipe: &Path, args: &[&str]) -> Command {
-    let mut c = Command::cargo_bin("executor").unwrap();
+fn stage_std(dir: &Path, recipe: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("executor"));
     c.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -59,10 +59,15 @@ fn stage(dir: &Path, recipe: &Path, args: &[&str]) -> Command {
         .env("SYSTEM_FAILURE_EXIT_CODE", "12")
         .env("BUILD_EXIT_CODE_FILE", dir.join("build_exit_code"))
         .env("CUSTOM_ENV_CI_JOB_ID", "77")
-        .timeout(std::time::Duration::from_secs(120))
         .arg("--recipe")
         .arg(recipe)
         .args(args);
+    c
+}
+
+fn stage(dir: &Path, recipe: &Path, args: &[&str]) -> Command {
+    let mut c = Command::from_std(stage_std(dir, recipe, args));
+    c.timeout(std::time::Duration::from_secs(120));
     c
 }
 
@@ -185,4 +190,94 @@ fn insecure_mode_warns_and_missing_pin_is_refused() {
     assert_eq!(out.status.code(), Some(12), "{stderr}");
     assert!(stderr.contains("no pinned SSH host key"), "{stderr}");
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn sigterm_during_run_stops_every_remote_process_of_the_script() {
+    let fx = Fixture::start();
+    let job = tempfile::tempdir().unwrap();
+    let d = job.path();
+    let recipe_path = d.join("recipe.yaml");
+    std::fs::write(&recipe_path, recipe(&fx, "")).unwrap();
+    let out = stage(d, &recipe_path, &["prepare"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let remote = fx.remote_dir();
+    let (shell, child, grandchild) = (
+        remote.join("shell"),
+        remote.join("child"),
+        remote.join("grandchild"),
+    );
+    let script = d.join("script");
+    std::fs::write(
+        &script,
+        format!(
+            "echo $$ > '{}'\n\
+             sh -c 'trap \"\" TERM HUP; echo $$ > \"{}\"; sleep 300 & echo $! > \"{}\"; while :; do sleep 1; done' &\n\
+             sleep 300\n",
+            shell.display(),
+            child.display(),
+            grandchild.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = stage_std(
+        d,
+        &recipe_path,
+        &["run", script.to_str().unwrap(), "build_script"],
+    );
+    let mut running = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(grandchild.exists() && std::fs::metadata(&grandchild).unwrap().len() > 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // gitlab-runner's cancel: SIGTERM to the driver.
+    unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
+    let status = wait_bounded(&mut running, std::time::Duration::from_secs(60));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(running.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for file in [&shell, &child, &grandchild] {
+        let pid: i32 = std::fs::read_to_string(file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            rt.block_on(ssh_support::gone(pid)),
+            "remote pid {pid} ({}) survived SIGTERM: {stderr}",
+            file.display()
+        );
+    }
+}
+
+fn wait_bounded(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the stage did not end after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
