@@ -116,7 +116,7 @@ fn sigterm_cancels_the_running_step_and_still_runs_always_steps() {
     let r = write(
         d.path(),
         "r.yaml",
-        "version: 1\nprepare:\n  - id: long\n    kind: sleep\n    duration: 120s\n  - id: after\n    kind: log\n    message: NOT-AFTER-CANCEL\n  - id: finally\n    kind: log\n    message: released\n    always: true\n",
+        "version: 1\nprepare:\n  - id: started\n    kind: log\n    message: STARTED\n  - id: long\n    kind: sleep\n    duration: 120s\n  - id: after\n    kind: log\n    message: NOT-AFTER-CANCEL\n  - id: finally\n    kind: log\n    message: released\n    always: true\n",
     );
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("executor"))
         .current_dir(d.path())
@@ -125,7 +125,16 @@ fn sigterm_cancels_the_running_step_and_still_runs_always_steps() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // The signal handler is in place before the first step logs, so wait for that line.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut err = String::new();
+    while !err.contains("STARTED") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            break;
+        }
+        err.push_str(&line);
+    }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     // bounded wait: a stage that ignored SIGTERM would be killed here and fail the assertion
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -139,8 +148,7 @@ fn sigterm_cancels_the_running_step_and_still_runs_always_steps() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
     assert_eq!(status.code(), Some(12), "{err}");
     assert!(err.contains("released"), "{err}");
     assert!(!err.contains("NOT-AFTER-CANCEL"), "{err}");

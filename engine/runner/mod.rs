@@ -19,6 +19,7 @@ mod project;
 mod result;
 mod script;
 mod shell_escape;
+pub mod simulate;
 mod stage;
 mod stand_in;
 mod variables;

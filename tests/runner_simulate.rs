@@ -1,0 +1,142 @@
+//! `executor simulate` end to end: the real binary as the driver, through the stand-in, with the
+//! embedded simulated cloud. The recipe is the generic test recipe (no cloud steps yet).
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+
+fn recipe() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/generic.yaml")
+}
+
+fn simulate() -> Command {
+    let mut c = Command::cargo_bin("executor").expect("binary");
+    c.arg("simulate").arg("--recipe").arg(recipe()).args([
+        "--boot-delay",
+        "50ms",
+        "--ssh-delay",
+        "0s",
+        "--retry-interval",
+        "50ms",
+    ]);
+    c.timeout(std::time::Duration::from_secs(120));
+    c
+}
+
+#[test]
+fn a_script_job_runs_every_stage_through_the_real_driver() {
+    let out = simulate()
+        .args(["--script", "echo hi"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Using Custom executor with driver executor-generic "),
+        "{stdout}"
+    );
+    for stage in [
+        "prepare_script",
+        "get_sources",
+        "build_script",
+        "cleanup_file_variables",
+    ] {
+        assert!(
+            stdout.contains(&format!("{stage} on ci-")),
+            "the driver saw {stage}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("\x1b[32;1mJob succeeded\x1b[0;m"));
+    assert!(
+        stdout.contains("success in ") && stdout.contains("cleanup calls 1"),
+        "summary line: {stdout}"
+    );
+    assert!(stdout.contains("simulated cloud after the jobs: 0 servers"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[runner log]") && stderr.contains("deleting ci-"),
+        "cleanup output goes to the runner log: {stderr}"
+    );
+    assert!(!stdout.contains("deleting ci-"), "and not to the job log");
+}
+
+#[test]
+fn exit_42_is_reported_and_allow_failure_exit_codes_is_honoured() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let failing = dir.path().join("fail.yml");
+    std::fs::write(&failing, "variables:\n  FAIL_WITH: 42\nscript: make test\n").expect("write");
+    let out = simulate()
+        .arg("--job")
+        .arg(&failing)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("ERROR: Job failed: exit status 42"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("script_failure (exit code 42)"));
+
+    let allowed = dir.path().join("allowed.yml");
+    std::fs::write(
+        &allowed,
+        "variables:\n  FAIL_WITH: 42\nscript: make test\nallow_failure:\n  exit_codes: [42]\n",
+    )
+    .expect("write");
+    let out = simulate()
+        .arg("--job")
+        .arg(&allowed)
+        .arg("--quiet")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("(exit code 42, allowed to fail)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn several_concurrent_jobs_each_get_a_summary() {
+    let out = simulate()
+        .args(["--script", "true", "--jobs", "3", "--quiet"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let summaries: Vec<&str> = stdout.lines().filter(|l| l.starts_with("job ")).collect();
+    assert_eq!(summaries.len(), 3, "{stdout}");
+    let mut ids: Vec<&str> = summaries
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+}
+
+#[test]
+fn simulate_without_a_recipe_or_job_is_a_usage_error() {
+    let out = Command::cargo_bin("executor")
+        .expect("binary")
+        .args(["simulate", "--script", "true"])
+        .output()
+        .expect("runs");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--recipe"));
+    let out = Command::cargo_bin("executor")
+        .expect("binary")
+        .arg("simulate")
+        .arg("--recipe")
+        .arg(recipe())
+        .output()
+        .expect("runs");
+    assert_ne!(out.status.code(), Some(0), "a job or a script is required");
+}
