@@ -255,6 +255,11 @@ impl SshSession {
         host_key_to_pin(&self.host_key)
     }
 
+    /// True once the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
     pub fn timings(&self) -> ConnectTimings {
         self.timings
     }

@@ -5,6 +5,7 @@
 mod cancel_remote;
 mod command;
 mod connect;
+pub mod connection_args;
 mod errors;
 mod fingerprints;
 mod host_key;
@@ -15,7 +16,9 @@ mod pgid_marker;
 mod probe;
 mod remote_exit;
 mod script_run;
+pub mod session_pool;
 mod shell_quote;
+mod step_error;
 mod upload;
 
 pub use cancel_remote::kill_process_group;

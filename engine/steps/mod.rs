@@ -18,6 +18,11 @@ pub mod save_state;
 pub mod server_address;
 pub mod set_vars;
 pub mod sleep;
+pub mod ssh_command;
+pub mod ssh_generate_key;
+pub mod ssh_probe;
+pub mod ssh_run_script;
+pub mod ssh_upload;
 pub mod wait_server;
 
 /// A step's kind and its arguments, after rendering.
@@ -36,6 +41,11 @@ pub enum StepKind {
     Keypair(keypair::Keypair),
     ConsoleLog(console_log::ConsoleLog),
     DeleteServer(delete_server::DeleteServer),
+    SshGenerateKey(ssh_generate_key::SshGenerateKey),
+    SshProbe(ssh_probe::SshProbe),
+    SshRunScript(ssh_run_script::SshRunScript),
+    SshCommand(ssh_command::SshCommand),
+    SshUpload(ssh_upload::SshUpload),
 }
 
 impl StepKind {
@@ -53,6 +63,11 @@ impl StepKind {
             Self::Keypair(s) => s.run(cx).await,
             Self::ConsoleLog(s) => s.run(cx).await,
             Self::DeleteServer(s) => s.run(cx).await,
+            Self::SshGenerateKey(s) => s.run(cx).await,
+            Self::SshProbe(s) => s.run(cx).await,
+            Self::SshRunScript(s) => s.run(cx).await,
+            Self::SshCommand(s) => s.run(cx).await,
+            Self::SshUpload(s) => s.run(cx).await,
         }
     }
 }
