@@ -242,3 +242,49 @@ async fn prepare_exec_timeout_is_a_retryable_failure() {
     assert_eq!(r.status, JobStatus::SystemFailure, "{}", r.job_log);
     assert_eq!((r.attempts, r.cleanup_calls), (2, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_abort_cleanup_may_start_while_a_stage_ignoring_sigterm_still_runs() {
+    let d = FakeDriver::new();
+    d.hook(
+        "run_build_script",
+        "trap '' TERM; echo $$ > \"$D/build_pid\"; touch \"$D/build_started\"; while :; do sleep 0.1; done",
+    );
+    d.hook(
+        "cleanup",
+        "if kill -0 \"$(cat \"$D/build_pid\")\" 2>/dev/null; then touch \"$D/build_alive_at_cleanup\"; fi",
+    );
+    let mut cfg = d.runner_config();
+    cfg.graceful_kill_timeout = Duration::from_secs(30);
+    cfg.wait_for_build_finish_timeout = Duration::from_millis(300);
+    let control = JobControl::new();
+    let runner = Runner::new(cfg);
+    let opts = RunOptions {
+        control: Some(control.clone()),
+        ..Default::default()
+    };
+    let j = job("true");
+    let (r, ()) = tokio::join!(run_bounded(&runner, &j, opts), async {
+        d.wait_for("build_started").await;
+        control.abort();
+    });
+    // The driver ignores SIGTERM and the runtime's delayed SIGKILL dies with this test, so end
+    // the group this test started.
+    let pgid: i32 = std::fs::read_to_string(d.path().join("build_pid"))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let build_alive = d.path().join("build_alive_at_cleanup").exists();
+    if pgid > 0 {
+        // SAFETY: kill(2) with the negative pgid of the driver group this test created.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+    assert_eq!(r.status, JobStatus::Canceled, "{}", r.job_log);
+    assert!(
+        build_alive,
+        "cleanup ran while the SIGTERM-ignoring run_exec was alive"
+    );
+    assert!(r.job_log.contains("still being killed"), "{}", r.job_log);
+    assert_eq!(d.call_names().last().map(String::as_str), Some("cleanup"));
+}

@@ -69,11 +69,10 @@ pub struct CleanupReport {
     pub volumes_deleted: Vec<String>,
 }
 
+/// Gone means 404: a server still shown as DELETED may hold its ports and volumes a moment
+/// longer, and a next prepare attempt must not meet them.
 async fn gone(cloud: &dyn Cloud, id: &str) -> Result<bool, CloudError> {
-    Ok(match cloud.get_server(id).await? {
-        None => true,
-        Some(s) => s.status == "DELETED",
-    })
+    Ok(cloud.get_server(id).await?.is_none())
 }
 
 /// Cleans up `target`. Errors are collected: everything that can be released is, and the
@@ -145,16 +144,15 @@ pub async fn cleanup(
         }
     }
 
-    let mut volumes: BTreeSet<String> = target.volume_ids.iter().cloned().collect();
-    for s in &servers {
-        // Nova deletes these itself; deleting again after the server is gone only makes sure.
-        volumes.extend(
-            s.volumes
-                .iter()
-                .filter(|v| v.delete_on_termination)
-                .map(|v| v.id.clone()),
-        );
-    }
+    let volumes: BTreeSet<String> = target.volume_ids.iter().cloned().collect();
+    // Nova deletes these itself; deleting again after the server is gone only makes sure, so
+    // a failure there (or a cloud without Cinder in the catalog) is a warning, not an error.
+    let nova_deletes: BTreeSet<String> = servers
+        .iter()
+        .flat_map(|s| s.volumes.iter())
+        .filter(|v| v.delete_on_termination && !volumes.contains(&v.id))
+        .map(|v| v.id.clone())
+        .collect();
 
     for s in &servers {
         if let Err(e) = cloud.delete_server(&s.id).await {
@@ -204,6 +202,16 @@ pub async fn cleanup(
         }
     }
 
+    for id in nova_deletes {
+        match cloud.volume_exists(&id).await {
+            Ok(false) => {}
+            Ok(true) => match cloud.delete_volume(&id).await {
+                Ok(()) => report.volumes_deleted.push(id),
+                Err(e) => tracing::warn!(error = %e, "volume Nova should have deleted is left"),
+            },
+            Err(e) => tracing::debug!(error = %e, "cannot check a volume Nova deletes"),
+        }
+    }
     for id in volumes {
         // A volume stays "in-use"/"detaching" for a moment after its server is gone.
         loop {
@@ -214,6 +222,7 @@ pub async fn cleanup(
                 }
                 Err(e)
                     if matches!(e.kind, CloudErrorKind::Invalid | CloudErrorKind::Conflict)
+                        && e.status.is_some()
                         && Instant::now() < deadline =>
                 {
                     tokio::time::sleep(policy.interval).await;

@@ -204,8 +204,7 @@ impl Cloud for OpenStack {
             Service::Image,
             &["images"],
         )
-        .query("status", "active")
-        .query("sort", "created_at:desc,id:desc");
+        .query("status", "active");
         if !name_or_id.starts_with("in:") {
             call = call.query("name", name_or_id);
         }

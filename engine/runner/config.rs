@@ -45,6 +45,9 @@ pub struct RunnerConfig {
     pub preparation_attempts: u32,
     /// `PreparationRetryInterval`: hard-coded to 3 s in gitlab-runner.
     pub preparation_retry_interval: Duration,
+    /// `WaitForBuildFinishTimeout` (5 min): after a job timeout or abort, how long the runner
+    /// waits for the interrupted stage before it runs cleanup anyway.
+    pub wait_for_build_finish_timeout: Duration,
     /// `AfterScriptTimeout` (5 min) unless the job sets `RUNNER_AFTER_SCRIPT_TIMEOUT`.
     pub after_script_timeout: Duration,
     /// Used when the job has no timeout of its own (`DefaultTimeout`, 7200 s).
@@ -111,6 +114,7 @@ impl Default for RunnerConfig {
             force_kill_timeout: Duration::from_secs(10),
             preparation_attempts: 3,
             preparation_retry_interval: Duration::from_secs(3),
+            wait_for_build_finish_timeout: Duration::from_secs(300),
             after_script_timeout: Duration::from_secs(300),
             default_job_timeout: Duration::from_secs(7200),
             builds_dir: Some("/builds".into()),

@@ -24,6 +24,8 @@ pub(crate) mod ansi {
 
 struct JobLogState {
     text: Vec<u8>,
+    /// The job is over: late output of abandoned processes is dropped, as by a finished trace.
+    closed: bool,
     limit: usize,
     exceeded: bool,
     masks: Vec<String>,
@@ -40,6 +42,7 @@ impl JobLog {
         Self {
             state: Arc::new(Mutex::new(JobLogState {
                 text: Vec::new(),
+                closed: false,
                 limit,
                 exceeded: false,
                 masks: Vec::new(),
@@ -70,7 +73,7 @@ impl JobLog {
                 masked = masked.replace(m.as_str(), MASK);
             }
         }
-        if st.exceeded {
+        if st.exceeded || st.closed {
             return;
         }
         let room = st.limit.saturating_sub(st.text.len());
@@ -135,6 +138,10 @@ impl JobLog {
             unix_now(),
             ansi::CLEAR
         ));
+    }
+
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
     }
 
     pub(crate) fn text(&self) -> String {

@@ -46,6 +46,9 @@ pub(crate) struct Bounds<'a> {
     pub deadline: Option<Instant>,
     pub graceful_kill: Duration,
     pub force_kill: Duration,
+    /// The job context and gitlab-runner's `WaitForBuildFinishTimeout`: once the job context has
+    /// ended, the kill sequence is waited for at most this long.
+    pub job_end_wait: Option<(CancellationToken, Duration)>,
     pub held_pipe_grace: Duration,
     /// Where the stand-in's own remarks about this process go.
     pub remark: &'a (dyn Fn(String) + Sync),
@@ -140,23 +143,52 @@ pub(crate) async fn run(inv: Invocation<'_>, bounds: &Bounds<'_>) -> Outcome {
         _ = sleep_until(bounds.deadline) => StopCause::Deadline,
     };
 
+    let stopped = |stdout: Vec<u8>| Outcome {
+        ended: Ended::Stopped { cause },
+        stdout,
+        held_pipes: held.load(Ordering::Relaxed),
+    };
+    let term_sent = Instant::now();
     if !signal_group(pid, libc::SIGTERM) {
         signal_group(pid, libc::SIGKILL);
     }
-    if let Ok((_, stdout)) = timeout(bounds.graceful_kill, &mut done).await {
-        return Outcome {
-            ended: Ended::Stopped { cause },
-            stdout,
-            held_pipes: held.load(Ordering::Relaxed),
-        };
-    }
-    signal_group(pid, libc::SIGKILL);
-    if let Ok((_, stdout)) = timeout(bounds.force_kill, &mut done).await {
-        return Outcome {
-            ended: Ended::Stopped { cause },
-            stdout,
-            held_pipes: held.load(Ordering::Relaxed),
-        };
+    // When the whole job ended (timeout, abort), gitlab-runner stops waiting for the stage after
+    // WaitForBuildFinishTimeout and goes on to cleanup while the kill sequence carries on.
+    let give_up_at = bounds
+        .job_end_wait
+        .as_ref()
+        .filter(|(job, _)| job.is_cancelled())
+        .map(|(_, wait)| term_sent + *wait);
+    let sequence = async {
+        if let Ok((_, stdout)) = timeout(bounds.graceful_kill, &mut done).await {
+            return Some(stdout);
+        }
+        signal_group(pid, libc::SIGKILL);
+        timeout(bounds.force_kill, &mut done)
+            .await
+            .ok()
+            .map(|(_, stdout)| stdout)
+    };
+    let finished = tokio::select! {
+        r = sequence => r,
+        _ = sleep_until(give_up_at) => {
+            let graceful_left = bounds.graceful_kill.saturating_sub(term_sent.elapsed());
+            if !graceful_left.is_zero() {
+                tokio::spawn(async move {
+                    tokio::time::sleep(graceful_left).await;
+                    signal_group(pid, libc::SIGKILL);
+                });
+            }
+            (bounds.remark)(format!(
+                "the stage (PID {}) is still being killed; going on without waiting for it",
+                pid.unwrap_or(0)
+            ));
+            // The pipe readers keep draining into a log that is closed by the time they write.
+            return stopped(Vec::new());
+        }
+    };
+    if let Some(stdout) = finished {
+        return stopped(stdout);
     }
     for r in readers {
         r.abort();
@@ -165,11 +197,7 @@ pub(crate) async fn run(inv: Invocation<'_>, bounds: &Bounds<'_>) -> Outcome {
         "failed to kill process PID={}, likely process is dormant",
         pid.unwrap_or(0)
     ));
-    Outcome {
-        ended: Ended::Stopped { cause },
-        stdout: Vec::new(),
-        held_pipes: held.load(Ordering::Relaxed),
-    }
+    stopped(Vec::new())
 }
 
 /// Go's `exec.Command` looks a bare name up in the runner's own PATH, not the driver's.

@@ -303,6 +303,7 @@ impl<'a> JobRun<'a> {
             (_, Some(e)) => self.log.error(&format!("Job failed: {e}")),
             (_, None) => self.log.error("Job failed"),
         }
+        self.log.close();
         drop(project_slot);
         drop(slot);
         JobResult {
@@ -878,6 +879,12 @@ impl<'a> JobRun<'a> {
             graceful_kill: self.cfg.graceful_kill_timeout,
             force_kill: self.cfg.force_kill_timeout,
             held_pipe_grace: self.cfg.held_pipe_grace,
+            job_end_wait: (!is_cleanup).then(|| {
+                (
+                    self.control.job_context(),
+                    self.cfg.wait_for_build_finish_timeout,
+                )
+            }),
             remark: &remark,
         };
         let inv = Invocation {

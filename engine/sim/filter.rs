@@ -3,7 +3,8 @@
 use serde_json::Value;
 
 /// Query keys that steer paging or output rather than select resources.
-const CONTROL: [&str; 8] = [
+const CONTROL: [&str; 9] = [
+    "sort",
     "fields",
     "limit",
     "marker",

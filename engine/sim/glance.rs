@@ -51,12 +51,16 @@ async fn versions_ok(State(sh): State<Arc<Shared>>) -> Json<Value> {
 async fn list(State(sh): State<Arc<Shared>>, Query(q): Query<Vec<(String, String)>>) -> Response {
     let st = sh.store();
     let mut all: Vec<&Value> = st.images.iter().filter(|i| matches(i, &q)).collect();
-    // Newest first (Glance's default sort is created_at desc).
+    let order = sort_order(&q);
     all.sort_by(|a, b| {
-        b["created_at"]
-            .as_str()
-            .cmp(&a["created_at"].as_str())
-            .then_with(|| b["id"].as_str().cmp(&a["id"].as_str()))
+        for (key, desc) in &order {
+            let o = cmp_values(&a[key.as_str()], &b[key.as_str()]);
+            let o = if *desc { o.reverse() } else { o };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
     });
     let start = match param(&q, "marker") {
         Some(m) => match all.iter().position(|i| i["id"] == m) {
@@ -97,6 +101,52 @@ async fn list(State(sh): State<Arc<Shared>>, Query(q): Query<Vec<(String, String
         body["next"] = json!(format!("/v2/images?{}", next.join("&")));
     }
     Json(body).into_response()
+}
+
+/// Glance's `sort=created_at:desc,id:desc` or `sort_key`/`sort_dir`; default newest first.
+fn sort_order(q: &[(String, String)]) -> Vec<(String, bool)> {
+    if let Some(spec) = param(q, "sort") {
+        return spec
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once(':') {
+                Some((k, d)) => (k.to_string(), d != "asc"),
+                None => (p.to_string(), true),
+            })
+            .collect();
+    }
+    let keys: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "sort_key")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let dirs: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "sort_dir")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if keys.is_empty() {
+        return vec![("created_at".into(), true), ("id".into(), true)];
+    }
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                k.to_string(),
+                dirs.get(i).or(dirs.first()).is_none_or(|d| *d != "asc"),
+            )
+        })
+        .collect()
+}
+
+fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a
+            .as_str()
+            .unwrap_or_default()
+            .cmp(b.as_str().unwrap_or_default()),
+    }
 }
 
 async fn show(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -> Response {

@@ -215,6 +215,11 @@ async fn port_create(State(sh): S, body: Body) -> Response {
     let Some(net) = p["network_id"].as_str() else {
         return bad("Failed to parse request. Required attribute 'network_id' not specified");
     };
+    if uuid::Uuid::parse_str(net).is_err() {
+        return bad(&format!(
+            "Invalid input for network_id. Reason: '{net}' is not a valid UUID."
+        ));
+    }
     let mut st = sh.store();
     if !st.networks.contains_key(net) {
         return err(
@@ -602,9 +607,11 @@ async fn fip_create(State(sh): S, body: Body) -> Response {
             );
         }
         Some(n) if n["router:external"] != true => {
-            return bad(&format!(
-                "Bad floatingip request: Network {net} is not a valid external network."
-            ));
+            return err(
+                400,
+                "BadRequest",
+                &format!("Bad floatingip request: Network {net} is not a valid external network."),
+            );
         }
         Some(_) => {}
     }

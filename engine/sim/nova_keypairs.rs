@@ -187,3 +187,21 @@ async fn delete(
         StatusCode::ACCEPTED.into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_matches_novas() {
+        // Nova 34 printed this fingerprint for this key.
+        let key = PublicKey::from_openssh(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e test",
+        )
+        .unwrap();
+        assert_eq!(
+            md5_fingerprint(&key).unwrap(),
+            "6b:12:ef:74:90:c9:a1:14:5c:ca:f5:aa:fd:64:b4:9e"
+        );
+    }
+}

@@ -186,5 +186,6 @@ pub fn seeded_store(instance_quota: usize) -> Store {
         volumes: IndexMap::new(),
         nova_ports: Default::default(),
         instance_quota,
+        alloc_offset: rand::random::<u32>() % 60_000,
     }
 }

@@ -146,6 +146,10 @@ pub struct Store {
     /// Ports Nova created for a server (deleted with it); user-made ports are only detached.
     pub nova_ports: std::collections::HashSet<String>,
     pub instance_quota: usize,
+    /// Where address allocation starts inside each subnet. Random per simulator, so that
+    /// simulators running side by side (parallel tests) rarely hand out the same loopback
+    /// address, and a client that ignores `ssh_port` does not reach a neighbour's server.
+    pub alloc_offset: u32,
 }
 
 pub fn new_uuid() -> String {
@@ -212,9 +216,13 @@ impl Store {
         let cidr = self.subnets.get(subnet_id)?["cidr"].as_str()?.to_string();
         let (net, mask) = parse_cidr(&cidr)?;
         let used = self.used_ips();
-        let last = net | !mask;
-        (net + 2..last)
-            .map(Ipv4Addr::from)
+        let hosts = (!mask).saturating_sub(2);
+        if hosts == 0 {
+            return None;
+        }
+        let start = self.alloc_offset % hosts;
+        (0..hosts)
+            .map(|i| Ipv4Addr::from(net + 2 + (start + i) % hosts))
             .find(|ip| !used.contains(&ip.to_string()))
     }
 

@@ -1,0 +1,490 @@
+//! The OpenStack back end against the simulated cloud (engine/sim): whole cycles leave nothing
+//! behind, the name-prefix trap, ERROR boots, API faults, the duplicate-image rule, cleanup
+//! after a prepare that died, and the real binary running the OpenStack steps.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use executor::cloud::*;
+use executor::sim::{Scope, Service, SimCloud, SimOptions, SshMode};
+use tokio_util::sync::CancellationToken;
+
+fn opts() -> SimOptions {
+    SimOptions {
+        ssh_mode: SshMode::Disabled,
+        build_delay: Duration::from_millis(200),
+        ..SimOptions::default()
+    }
+}
+
+fn settings() -> CloudSettings {
+    CloudSettings {
+        retry_delay: Duration::from_millis(20),
+        max_retry_delay: Duration::from_secs(2),
+        ..CloudSettings::default()
+    }
+}
+
+async fn connect(sim: &SimCloud) -> OpenStack {
+    let env = sim.os_env();
+    OpenStack::connect_with_env(&settings(), &move |k| {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+    .await
+    .expect("connect to the simulator")
+}
+
+fn owner(job: &str) -> Ownership {
+    Ownership {
+        runner: "sim-runner".into(),
+        project: "7".into(),
+        job: job.into(),
+    }
+}
+
+fn spec(name: &str) -> ServerSpec {
+    ServerSpec {
+        name: name.into(),
+        flavor: "m1.tiny".into(),
+        image: "cirros-0.6.2".into(),
+        networks: vec![NetworkAttachment {
+            network: Some("private".into()),
+            port: None,
+            fixed_ip: None,
+        }],
+        ..ServerSpec::default()
+    }
+}
+
+fn wait() -> WaitPolicy {
+    WaitPolicy {
+        timeout: Duration::from_secs(60),
+        expected: Duration::from_millis(200),
+        min_interval: Duration::from_millis(50),
+        max_interval: Duration::from_millis(500),
+    }
+}
+
+fn quick() -> CleanupPolicy {
+    CleanupPolicy {
+        timeout: Duration::from_secs(30),
+        interval: Duration::from_millis(50),
+    }
+}
+
+fn target(o: &Ownership, name: &str, id: Option<String>) -> CleanupTarget {
+    CleanupTarget {
+        owner: o.clone(),
+        server_id: id,
+        server_name: Some(name.into()),
+        floating_ip_ids: vec![],
+        keypair_name: None,
+        volume_ids: vec![],
+    }
+}
+
+async fn no_op(_: &str) {}
+
+#[tokio::test]
+async fn prepare_then_cleanup_leaves_zero_resources() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let os = connect(&sim).await;
+    let me = owner("1");
+    let key = job_keypair_name(&me);
+    import_job_keypair(
+        &os,
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e t",
+    )
+    .await
+    .unwrap();
+    let mut s = spec("ci-1");
+    s.key_name = Some(key.clone());
+    s.security_groups = vec!["default".into()];
+    s.user_data = Some("#cloud-config\n".into());
+    s.tags = vec!["ci".into()];
+    s.description = Some("job 1".into());
+    s.config_drive = Some(true);
+    s.boot_volume = Some(BootVolume {
+        size_gb: 10,
+        volume_type: None,
+        delete_on_termination: true,
+    });
+    let created = create_server(&os, &s, &me, &CreateOptions::default())
+        .await
+        .unwrap();
+    let server = wait_active(
+        &os,
+        &created.server_id,
+        &wait(),
+        &CancellationToken::new(),
+        &mut |_: &str| {},
+    )
+    .await
+    .unwrap();
+    let addr = choose_address(
+        &server,
+        &AddressPolicy {
+            network: Some("private".into()),
+            ..AddressPolicy::default()
+        },
+    )
+    .unwrap();
+    assert!(addr.ip.to_string().starts_with("127.77."), "{addr:?}");
+    let fip = attach_floating_ip(&os, &server.id, "public", None, &me)
+        .await
+        .unwrap();
+    assert!(fip.address.starts_with("127.78."), "{fip:?}");
+    let console = os.console_output(&server.id, None).await.unwrap();
+    let _ = parse_host_keys(&console);
+    let before = sim.counts();
+    assert_eq!(
+        (before.servers, before.floating_ips, before.keypairs),
+        (1, 1, 1)
+    );
+    assert!(before.ports >= 1 && before.volumes == 1, "{before:?}");
+
+    let mut t = target(&me, "ci-1", Some(server.id.clone()));
+    t.keypair_name = Some(key);
+    cleanup(&os, &t, &quick()).await.unwrap();
+    let after = sim.counts();
+    assert_eq!(
+        (
+            after.servers,
+            after.ports,
+            after.floating_ips,
+            after.keypairs,
+            after.volumes
+        ),
+        (0, 0, 0, 0, 0),
+        "{after:?}"
+    );
+    // Idempotent.
+    cleanup(&os, &t, &quick()).await.unwrap();
+    let _ = no_op;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cleanup_of_ci_1_spares_ci_10_ci_1_x_and_unowned_servers() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let os = connect(&sim).await;
+    let me = owner("1");
+    let mut ids = vec![];
+    for (name, who) in [
+        ("ci-1", owner("1")),
+        ("ci-10", owner("10")),
+        ("ci-1-x", owner("1")),
+        ("ci-1", owner("other")),
+    ] {
+        ids.push(
+            create_server(&os, &spec(name), &who, &CreateOptions::default())
+                .await
+                .unwrap()
+                .server_id,
+        );
+    }
+    let report = cleanup(&os, &target(&me, "ci-1", None), &quick())
+        .await
+        .unwrap();
+    assert_eq!(report.servers_deleted, vec![ids[0].clone()]);
+    let left = sim.server_ids();
+    for id in &ids[1..] {
+        assert!(left.contains(id), "{id} was deleted");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_error_boot_shows_the_fault_and_a_new_boot_recovers() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let os = connect(&sim).await;
+    let me = owner("1");
+    sim.faults().set_create_error_share(1.0);
+    let created = create_server(&os, &spec("ci-1"), &me, &CreateOptions::default())
+        .await
+        .unwrap();
+    let err = wait_active(
+        &os,
+        &created.server_id,
+        &wait(),
+        &CancellationToken::new(),
+        &mut |_: &str| {},
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::BootError);
+    assert!(err.message.contains(executor::sim::NO_VALID_HOST), "{err}");
+    cleanup(&os, &target(&me, "ci-1", Some(created.server_id)), &quick())
+        .await
+        .unwrap();
+    sim.faults().set_create_error_share(0.0);
+    let created = create_server(&os, &spec("ci-1"), &me, &CreateOptions::default())
+        .await
+        .unwrap();
+    wait_active(
+        &os,
+        &created.server_id,
+        &wait(),
+        &CancellationToken::new(),
+        &mut |_: &str| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(sim.counts().servers, 1, "no ERROR server left");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_faults_are_survived_and_401_reauthenticates_once() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let os = connect(&sim).await;
+    let me = owner("1");
+    let created = create_server(&os, &spec("ci-1"), &me, &CreateOptions::default())
+        .await
+        .unwrap();
+    let id = created.server_id.clone();
+    let scope = || {
+        Scope::service(Service::Compute)
+            .method("GET")
+            .path("/servers/")
+    };
+    sim.faults().http_errors(500, 1, scope());
+    sim.faults().http_errors(503, 1, scope());
+    sim.faults().rate_limit(1, Duration::from_secs(1), scope());
+    sim.faults()
+        .slow(Duration::from_millis(300), Some(2), scope());
+    wait_active(
+        &os,
+        &id,
+        &wait(),
+        &CancellationToken::new(),
+        &mut |_: &str| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(os.api().tokens_issued(), 1);
+    sim.faults().expire_tokens();
+    assert!(os.get_server(&id).await.unwrap().is_some());
+    assert_eq!(os.api().tokens_issued(), 2, "exactly one re-authentication");
+    // A create answered 500 is looked for before it is sent again.
+    sim.faults().http_errors(
+        500,
+        1,
+        Scope::service(Service::Compute)
+            .method("POST")
+            .path("/servers"),
+    );
+    let again = create_server(
+        &os,
+        &spec("ci-2"),
+        &me,
+        &CreateOptions {
+            attempts: 3,
+            lookup_delay: Duration::from_millis(10),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.requests, 2);
+    assert_eq!(sim.counts().servers, 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn quota_errors_name_the_quota() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let os = connect(&sim).await;
+    sim.faults().set_instance_quota(0);
+    let err = create_server(&os, &spec("ci-1"), &owner("1"), &CreateOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::Quota, "{err}");
+    assert!(err.to_string().contains("instances"), "{err}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicate_image_names_resolve_to_the_newest_active() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let os = connect(&sim).await;
+    let chosen = os.resolve_image("ubuntu-24.04").await.unwrap();
+    // The seed has three: two active (older and newer) and a newest one still queued.
+    let api = os.api();
+    let all = api
+        .send(
+            transport::Call::new(
+                "list",
+                "images",
+                reqwest::Method::GET,
+                transport::Service::Image,
+                &["images"],
+            )
+            .query("name", "ubuntu-24.04"),
+        )
+        .await
+        .unwrap();
+    let mut active: Vec<(String, String)> = all.body["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "active")
+        .map(|i| {
+            (
+                i["created_at"].as_str().unwrap().to_string(),
+                i["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    active.sort();
+    assert_eq!(active.len(), 2);
+    assert_eq!(
+        chosen.id, active[1].1,
+        "the newer active one, not the queued newest"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cleanup_after_a_prepare_that_died_before_or_during_create() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let os = connect(&sim).await;
+    let me = owner("1");
+    // Died before create: nothing exists, cleanup succeeds.
+    cleanup(&os, &target(&me, "ci-1", None), &quick())
+        .await
+        .unwrap();
+    // Died during create: the server exists but its id never reached the state.
+    create_server(&os, &spec("ci-1"), &me, &CreateOptions::default())
+        .await
+        .unwrap();
+    let report = cleanup(&os, &target(&me, "ci-1", None), &quick())
+        .await
+        .unwrap();
+    assert_eq!(report.servers_deleted.len(), 1);
+    assert_eq!(sim.counts().servers, 0);
+    sim.shutdown().await;
+}
+
+fn recipe() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/openstack-realcloud.yaml")
+}
+
+fn stage(dir: &Path, clouds: &Path, args: &[&str], extra: &[(&str, &str)]) -> Command {
+    let mut c = Command::cargo_bin("executor").unwrap();
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TMPDIR", dir)
+        .env("BUILD_FAILURE_EXIT_CODE", "11")
+        .env("SYSTEM_FAILURE_EXIT_CODE", "12")
+        .env("BUILD_EXIT_CODE_FILE", dir.join("build_exit_code"))
+        .env("JOB_RESPONSE_FILE", dir.join("response.json"))
+        .env("OS_CLIENT_CONFIG_FILE", clouds)
+        .env("OS_CLOUD", "sim")
+        .env("CUSTOM_ENV_CI_JOB_ID", "31")
+        .env("CUSTOM_ENV_TEST_PREFIX", "sim")
+        .env("CUSTOM_ENV_TEST_OWNER", "sim-stages")
+        .env("CUSTOM_ENV_TEST_IMAGE", "cirros-0.6.2")
+        .arg("--recipe")
+        .arg(recipe())
+        .args(args)
+        .timeout(Duration::from_secs(120));
+    for (k, v) in extra {
+        c.env(format!("CUSTOM_ENV_{k}"), v);
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_the_openstack_steps_and_run_makes_no_api_requests() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let clouds = sim.write_clouds_yaml(&d).unwrap();
+    std::fs::write(
+        d.join("response.json"),
+        r#"{"id": 31, "job_info": {"project_id": 7}}"#,
+    )
+    .unwrap();
+    // One create before the job, so that with a 50 % error share the job's first boot fails
+    // and its second succeeds (boot_attempts: 2).
+    let os = connect(&sim).await;
+    sim.faults().set_create_error_share(0.5);
+    create_server(
+        &os,
+        &spec("warm-up"),
+        &owner("0"),
+        &CreateOptions::default(),
+    )
+    .await
+    .unwrap();
+
+    let (d2, c2) = (d.clone(), clouds.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        stage(&d2, &c2, &["prepare"], &[("TEST_BOOTS", "2")])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "prepare: {stderr}");
+    assert!(
+        stderr.contains(executor::sim::NO_VALID_HOST),
+        "the fault is in the job log: {stderr}"
+    );
+    assert!(stderr.contains("booting again"), "{stderr}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("executor-state.json")).unwrap()).unwrap();
+    assert!(
+        state["server_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.77."),
+        "{state}"
+    );
+
+    let before = sim.request_log().len();
+    let script = d.join("script.sh");
+    std::fs::write(&script, "true\n").unwrap();
+    let (d2, c2, s2) = (d.clone(), clouds.clone(), script.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        stage(
+            &d2,
+            &c2,
+            &["run", s2.to_str().unwrap(), "build_script"],
+            &[],
+        )
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sim.request_log().len(), before, "run makes no API requests");
+
+    let (d2, c2) = (d.clone(), clouds.clone());
+    let out =
+        tokio::task::spawn_blocking(move || stage(&d2, &c2, &["cleanup"], &[]).output().unwrap())
+            .await
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "cleanup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = sim.counts();
+    // Only the warm-up server remains: no ERROR server, port, floating IP or key pair of the job.
+    assert_eq!(
+        (counts.servers, counts.floating_ips, counts.keypairs),
+        (1, 0, 0),
+        "{counts:?}"
+    );
+    sim.shutdown().await;
+}
