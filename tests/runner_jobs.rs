@@ -57,6 +57,8 @@ variables:
   OVERRIDE: global
 .template:
   script: echo hidden
+.no_script_template:
+  image: alpine
 unit:
   stage: test
   script: cargo test

@@ -117,25 +117,36 @@ impl Job {
     /// Reads every job of a job file. A file whose top level has `script:` is one job (named
     /// `job`); otherwise every top-level mapping is a job and top-level `variables:` apply to all.
     pub fn parse_file(src: &str) -> Result<Vec<Job>, JobFileError> {
-        let probe: serde_json::Value =
-            serde_saphyr::from_str(src).map_err(|e| JobFileError::Yaml(e.to_string()))?;
+        let yaml = |e: serde_saphyr::Error| JobFileError::Yaml(e.to_string());
+        let probe: serde_json::Value = serde_saphyr::from_str(src).map_err(yaml)?;
         let Some(top) = probe.as_object() else {
             return Err(JobFileError::NotAMapping);
         };
         if top.contains_key("script") {
-            let spec: JobSpec =
-                serde_saphyr::from_str(src).map_err(|e| JobFileError::Yaml(e.to_string()))?;
+            // Typed parse of the source itself, so that errors carry line and column.
+            let spec: JobSpec = serde_saphyr::from_str(src).map_err(yaml)?;
             return Ok(vec![spec.into_job("job".into(), &IndexMap::new())?]);
         }
-        let file: PipelineSpec =
-            serde_saphyr::from_str(src).map_err(|e| JobFileError::Yaml(e.to_string()))?;
+        let global: IndexMap<String, VariableSpec> = match top.get("variables") {
+            None | Some(serde_json::Value::Null) => IndexMap::new(),
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| JobFileError::Yaml(format!("variables: {e}")))?,
+        };
         let mut jobs = Vec::new();
-        for (name, spec) in file.jobs {
-            // Hidden jobs (templates) are not run, as in GitLab.
-            if name.starts_with('.') {
+        for (name, value) in top {
+            // Hidden jobs (templates) are never run, whatever they hold.
+            if name == "variables" || name == "stages" || name.starts_with('.') {
                 continue;
             }
-            jobs.push(spec.into_job(name, &file.variables)?);
+            if UNSUPPORTED_KEYWORDS.contains(&name.as_str()) {
+                return Err(JobFileError::Unsupported { key: name.clone() });
+            }
+            let spec: JobSpec =
+                serde_json::from_value(value.clone()).map_err(|e| JobFileError::Job {
+                    job: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            jobs.push(spec.into_job(name.clone(), &global)?);
         }
         if jobs.is_empty() {
             return Err(JobFileError::NoJobs);
@@ -143,6 +154,20 @@ impl Job {
         Ok(jobs)
     }
 }
+
+/// Global `.gitlab-ci.yml` keywords outside the subset; named in the error rather than being
+/// mistaken for jobs.
+const UNSUPPORTED_KEYWORDS: &[&str] = &[
+    "default",
+    "include",
+    "workflow",
+    "image",
+    "services",
+    "before_script",
+    "after_script",
+    "cache",
+    "spec",
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JobFileError {
@@ -152,6 +177,12 @@ pub enum JobFileError {
     NotAMapping,
     #[error("job file: no job with a `script:` found")]
     NoJobs,
+    #[error(
+        "job file: `{key}` is not in the supported subset (script, after_script, variables, timeout, allow_failure, cache, artifacts)"
+    )]
+    Unsupported { key: String },
+    #[error("job file: job `{job}`: {reason}")]
+    Job { job: String, reason: String },
     #[error("job file: job `{job}` has an empty `script:`")]
     EmptyScript { job: String },
     #[error("job file: job `{job}`: invalid timeout `{value}`: {reason}")]
@@ -160,18 +191,6 @@ pub enum JobFileError {
         value: String,
         reason: String,
     },
-}
-
-/// Every key other than `variables` and `stages` is a job (`flatten` collects them).
-#[derive(Deserialize)]
-struct PipelineSpec {
-    #[serde(default)]
-    variables: IndexMap<String, VariableSpec>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    stages: Vec<String>,
-    #[serde(flatten)]
-    jobs: IndexMap<String, JobSpec>,
 }
 
 #[derive(Deserialize)]
