@@ -159,7 +159,11 @@ async fn sigterm_is_followed_by_sigkill_after_the_grace_period() {
     });
     assert_eq!(r.status, JobStatus::Canceled, "{}", r.job_log);
     assert!(d.path().join("ignored_term").exists(), "SIGTERM came first");
-    assert!(!r.job_log.contains("likely process is dormant"), "SIGKILL ended it: {}", r.job_log);
+    assert!(
+        !r.job_log.contains("likely process is dormant"),
+        "SIGKILL ended it: {}",
+        r.job_log
+    );
     let build = r
         .stages
         .iter()
