@@ -227,3 +227,31 @@ fn without_config_or_token_it_fails_with_a_clear_message() {
     assert_eq!(h.log(), "", "gitlab-runner must not be called");
     assert!(!Path::new(&h.config()).exists());
 }
+
+#[test]
+fn the_registration_template_calls_executor_for_all_four_stages() {
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/container/runner-template.toml"
+    ))
+    .unwrap();
+    for stage in ["config", "prepare", "run", "cleanup"] {
+        assert!(
+            template.contains(&format!("{stage}_exec = \"/usr/local/bin/executor\"")),
+            "{stage}_exec"
+        );
+        assert!(
+            template.contains(&format!("{stage}_args = [\"{stage}\"]")),
+            "{stage}_args"
+        );
+    }
+    // The entrypoint's default template path is where the Containerfile puts it.
+    let containerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Containerfile")).unwrap();
+    assert!(containerfile.contains("/etc/executor/runner-template.toml"));
+    assert!(
+        std::fs::read_to_string(ENTRYPOINT)
+            .unwrap()
+            .contains("/etc/executor/runner-template.toml")
+    );
+}
