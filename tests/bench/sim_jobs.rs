@@ -93,8 +93,23 @@ impl Harness {
             .expect("tempdir");
         let clouds = sim.write_clouds_yaml(dir.path()).expect("clouds.yaml");
         let log = dir.path().join("stages.tsv");
+        // The simulated servers share this machine's file system, so jobs of one project would
+        // share `/home/<user>/builds` and remove each other's files; a real VM has its own
+        // disk. A site override gives each job its own directories instead.
+        let vm = dir.path().join("vm");
+        let site = dir.path().join("site.yaml");
+        std::fs::write(
+            &site,
+            format!(
+                "version: 1
+config:
+  builds_dir: \"{vm}/{{{{ vars.job_id }}}}/builds\"\n  cache_dir: \"{vm}/{{{{ vars.job_id }}}}/cache\"\n",
+                vm = vm.display()
+            ),
+        )
+        .expect("site override");
         let me = std::env::current_exe().expect("bench binary");
-        let mut cfg = RunnerConfig::single_binary(me, driver_args(&[recipe()]));
+        let mut cfg = RunnerConfig::single_binary(me, driver_args(&[recipe(), site]));
         let user = executor::openssh_server::current_user().expect("current user");
         cfg.service_env = vec![
             ("OS_CLIENT_CONFIG_FILE".into(), clouds.display().to_string()),
