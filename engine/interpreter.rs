@@ -21,6 +21,9 @@ use crate::steps::StepKind;
 use crate::template::{TemplateError, Templater};
 use crate::template_context::{ContextParts, Environment};
 
+/// Back-end settings blocks, rendered for each step with what earlier steps found.
+const SETTINGS_BLOCKS: [&str; 2] = ["cloud", "ssh"];
+
 pub struct Interpreter<'a> {
     pub loaded: &'a LoadedRecipe,
     pub templater: &'a Templater,
@@ -217,6 +220,18 @@ impl Interpreter<'_> {
             }
             // Render per attempt: a retried step sees what earlier attempts saved.
             let kind = self.render_kind(spec, pointer, &ctx)?;
+            for block in SETTINGS_BLOCKS {
+                if let Some(raw) = self.loaded.json.get(block) {
+                    let rendered = self
+                        .templater
+                        .render_value(raw, &ctx)
+                        .map_err(|(inner, e)| {
+                            self.template_error(&format!("/{block}{inner}"), block, &e)
+                                .message
+                        });
+                    self.services.set_settings(block, rendered);
+                }
+            }
             // Steps marked `always` must get to run after a cancel, so they get a fresh token.
             let token = if spec.common.always && self.cancel.is_cancelled() {
                 CancellationToken::new()

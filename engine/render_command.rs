@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use minijinja::value::{Object, Value};
+use minijinja::value::{Object, ObjectRepr, Value};
 use serde_json::{Map, Value as Json};
 
 use crate::diagnostics;
@@ -153,6 +153,11 @@ fn with_placeholders(ctx: Value) -> Value {
 struct Placeholder(String);
 
 impl Object for Placeholder {
+    // Plain objects print (and serialize) as their text, so a lone `{{ steps.a.id }}` shows
+    // the placeholder rather than an empty map.
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         Some(Value::from_object(Placeholder(format!("{}.{key}", self.0))))
     }

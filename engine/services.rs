@@ -14,22 +14,28 @@ use crate::error::StepError;
 
 #[derive(Default)]
 pub struct Services {
-    /// Rendered back-end settings blocks of the recipe (`cloud`, `ssh`).
-    settings: HashMap<String, Json>,
+    /// Back-end settings blocks of the recipe (`cloud`, `ssh`), rendered for the step that is
+    /// running, or why they could not be.
+    settings: std::sync::RwLock<HashMap<String, Result<Json, String>>>,
     slots: tokio::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl Services {
-    pub fn new(settings: HashMap<String, Json>) -> Self {
-        Self {
-            settings,
-            slots: Default::default(),
+    /// Set a block as rendered for the next step. The interpreter renders the blocks before
+    /// every step, so they may read what earlier steps found (`state.server_address`).
+    pub fn set_settings(&self, name: &str, rendered: Result<Json, String>) {
+        if let Ok(mut s) = self.settings.write() {
+            s.insert(name.to_string(), rendered);
         }
     }
 
     /// A rendered settings block, or `null` when the recipe has none.
-    pub fn settings(&self, name: &str) -> Json {
-        self.settings.get(name).cloned().unwrap_or(Json::Null)
+    pub fn settings(&self, name: &str) -> Result<Json, StepError> {
+        match self.settings.read().ok().and_then(|s| s.get(name).cloned()) {
+            None => Ok(Json::Null),
+            Some(Ok(v)) => Ok(v),
+            Some(Err(message)) => Err(StepError::invalid(message)),
+        }
     }
 
     /// The process's one `T`, built by `init` the first time it is asked for.

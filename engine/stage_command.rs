@@ -1,7 +1,6 @@
 //! One gitlab-runner stage as a process: load the recipe, run the stage, map the outcome to
 //! the exit code gitlab-runner expects.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -71,7 +70,7 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
         let environment = Environment::from_process();
         let templater = Templater::new();
         let services = Services::default();
-        let mut interp = Interpreter {
+        let interp = Interpreter {
             loaded: &loaded,
             templater: &templater,
             environment: &environment,
@@ -90,22 +89,6 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
         if stage == Stage::Config {
             return print_config(&interp, &vars, &state, &log);
         }
-        let mut settings = HashMap::new();
-        for block in ["cloud", "ssh"] {
-            if let Some(raw) = loaded.json.get(block) {
-                match interp.render_block(block, raw, &vars, &state, stage) {
-                    Ok(v) => {
-                        settings.insert(block.to_string(), v);
-                    }
-                    Err(e) => {
-                        log.error(&e.message);
-                        return Outcome::SystemFailure;
-                    }
-                }
-            }
-        }
-        let services = Services::new(settings);
-        interp.services = &services;
         interp
             .run_stage(stage, &mut state, vars, run.as_ref())
             .await

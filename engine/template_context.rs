@@ -10,13 +10,14 @@
 //! | `run`      | in the run stage: `run.script` (path) and `run.stage` (sub-stage name) |
 //! | `stage`    | the stage's name |
 //! | `executor` | `executor.version` |
+//! | `trusted`  | gitlab-runner's job payload (`JOB_RESPONSE_FILE`) without its secrets: `trusted.id` (the job id), `trusted.job_info.project_id`, ... A job cannot change these, unlike `job` |
 
 use serde_json::{Map, Value as Json};
 
 use crate::step_context::RunArgs;
 
-pub const NAMES: [&str; 8] = [
-    "env", "job", "vars", "steps", "state", "run", "stage", "executor",
+pub const NAMES: [&str; 9] = [
+    "env", "job", "vars", "steps", "state", "run", "stage", "executor", "trusted",
 ];
 const JOB_PREFIX: &str = "CUSTOM_ENV_";
 
@@ -25,7 +26,13 @@ const JOB_PREFIX: &str = "CUSTOM_ENV_";
 pub struct Environment {
     pub env: Map<String, Json>,
     pub job: Map<String, Json>,
+    /// The job payload's fields that are not secret.
+    pub trusted: Map<String, Json>,
 }
+
+/// Payload fields that hold secrets (the job token, variables that may be masked, registry
+/// credentials) and never reach templates.
+const SECRET_PAYLOAD_KEYS: [&str; 4] = ["token", "variables", "credentials", "secrets"];
 
 impl Environment {
     pub fn from_process() -> Self {
@@ -39,6 +46,17 @@ impl Environment {
                 e.job.insert(name.to_string(), Json::String(v.clone()));
             }
             e.env.insert(k, Json::String(v));
+        }
+        let payload = e
+            .env
+            .get("JOB_RESPONSE_FILE")
+            .and_then(|p| p.as_str())
+            .and_then(|p| std::fs::read(p).ok());
+        if let Some(Ok(Json::Object(mut m))) = payload.map(|b| serde_json::from_slice::<Json>(&b)) {
+            for k in SECRET_PAYLOAD_KEYS {
+                m.shift_remove(k);
+            }
+            e.trusted = m;
         }
         e
     }
@@ -69,6 +87,10 @@ impl ContextParts<'_> {
             );
         }
         m.insert("stage".into(), Json::String(self.stage.into()));
+        m.insert(
+            "trusted".into(),
+            Json::Object(self.environment.trusted.clone()),
+        );
         m.insert(
             "executor".into(),
             serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),

@@ -739,20 +739,28 @@ async fn the_reaper_lists_only_this_runners_old_servers() {
     assert!(stale.iter().all(|s| s.id == "old") && !stale.is_empty());
 }
 
-/// Re-importing the same key (a repeated prepare) is fine; a different key is a conflict.
+/// Re-importing the same key (a repeated prepare) is fine; a different key is a conflict,
+/// unless it is the per-job key pair left by an earlier attempt of this job.
 #[tokio::test]
 async fn keypair_import_is_idempotent_for_the_same_key() {
     let fake = Fake::default();
     let name = job_keypair_name(&owner("1"));
     assert_eq!(name, "executor-r1-7-1");
-    import_job_keypair(&fake, &name, "ssh-ed25519 AAAA one")
+    import_job_keypair(&fake, &name, "ssh-ed25519 AAAA one", true)
         .await
         .unwrap();
-    import_job_keypair(&fake, &name, "ssh-ed25519 AAAA two")
+    import_job_keypair(&fake, &name, "ssh-ed25519 AAAA two", true)
         .await
         .unwrap();
-    let err = import_job_keypair(&fake, &name, "ssh-ed25519 BBBB one")
+    let err = import_job_keypair(&fake, &name, "ssh-ed25519 BBBB one", false)
         .await
         .unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::Conflict);
+    import_job_keypair(&fake, &name, "ssh-ed25519 BBBB one", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.keypair_public_key(&name).await.unwrap().as_deref(),
+        Some("ssh-ed25519 BBBB one")
+    );
 }

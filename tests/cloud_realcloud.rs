@@ -151,11 +151,12 @@ async fn prepare_then_cleanup_leaves_nothing() {
         &os,
         &key_name,
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e test",
+        true,
     )
     .await
     .unwrap();
     // Importing again (a repeated prepare) is not an error.
-    import_job_keypair(&os, &key_name, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e other-comment").await.unwrap();
+    import_job_keypair(&os, &key_name, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e other-comment", true).await.unwrap();
     let mut s = spec(&name, "m1.tiny");
     s.key_name = Some(key_name.clone());
     s.security_groups = vec!["default".into()];

@@ -96,6 +96,7 @@ async fn prepare_then_cleanup_leaves_zero_resources() {
         &os,
         &key,
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e t",
+        true,
     )
     .await
     .unwrap();
@@ -486,5 +487,33 @@ async fn the_binary_runs_the_openstack_steps_and_run_makes_no_api_requests() {
         (1, 0, 0),
         "{counts:?}"
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_boot_wait_outlasts_an_api_outage_longer_than_the_retries() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let os = connect(&sim).await;
+    let created = create_server(&os, &spec("ci-1"), &owner("1"), &CreateOptions::default())
+        .await
+        .unwrap();
+    // More failures in a row than one call's retries (5): the wait polls on until its deadline.
+    sim.faults().http_errors(
+        503,
+        12,
+        Scope::service(Service::Compute)
+            .method("GET")
+            .path("/servers/"),
+    );
+    let server = wait_active(
+        &os,
+        &created.server_id,
+        &wait(),
+        &CancellationToken::new(),
+        &mut |_: &str| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.status, "ACTIVE");
     sim.shutdown().await;
 }

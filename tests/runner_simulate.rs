@@ -140,3 +140,65 @@ fn simulate_without_a_recipe_or_job_is_a_usage_error() {
         .expect("runs");
     assert_ne!(out.status.code(), Some(0), "a job or a script is required");
 }
+
+fn openstack_job(dir: &std::path::Path) -> PathBuf {
+    let job = dir.join("job.yml");
+    std::fs::write(&job, "variables:\n  TEST_PREFIX: sim\n  TEST_OWNER: simulate-test\n  TEST_IMAGE: cirros-0.6.2\nscript: uname -a\n")
+        .expect("write");
+    job
+}
+
+fn simulate_openstack() -> Command {
+    let mut c = Command::cargo_bin("executor").expect("binary");
+    let recipe =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/openstack-realcloud.yaml");
+    c.arg("simulate").arg("--recipe").arg(recipe).args([
+        "--boot-delay",
+        "200ms",
+        "--ssh-delay",
+        "0s",
+        "--retry-interval",
+        "100ms",
+        "--quiet",
+    ]);
+    c.timeout(std::time::Duration::from_secs(240));
+    c
+}
+
+#[test]
+fn concurrent_jobs_provision_and_delete_their_own_servers_in_the_simulated_cloud() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = simulate_openstack()
+        .arg("--job")
+        .arg(openstack_job(dir.path()))
+        .args(["--jobs", "2"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("): success in ").count(), 2, "{stdout}");
+    assert!(stdout.contains("simulated cloud after the jobs: 0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes"), "{stdout}");
+}
+
+#[test]
+fn boots_that_always_fail_give_three_attempts_with_cleanup_after_each_and_no_leak() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = simulate_openstack()
+        .arg("--job")
+        .arg(openstack_job(dir.path()))
+        .args(["--error-boots", "1.0"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("runner_system_failure") && stdout.contains("attempts 3, cleanup calls 3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("simulated cloud after the jobs: 0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes"), "{stdout}");
+}

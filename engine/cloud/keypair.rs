@@ -30,13 +30,17 @@ fn same_key(a: &str, b: &str) -> bool {
     fields(a) == fields(b)
 }
 
-/// Imports `public_key` as `name`. Re-importing the same key is fine (a repeated prepare);
-/// a different key under the name is a conflict.
+/// Imports `public_key` as `name`. Re-importing the same key is fine (a repeated prepare).
+/// A different key under the name is a conflict, unless `replace_stale`: then the old key
+/// pair (left by an earlier attempt of this very job whose cleanup failed) is replaced. Pass
+/// it only for the per-job name, never for a shared key pair.
 pub async fn import_job_keypair(
     cloud: &dyn Cloud,
     name: &str,
     public_key: &str,
+    replace_stale: bool,
 ) -> Result<(), CloudError> {
+    let mut replaced = false;
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -50,6 +54,11 @@ pub async fn import_job_keypair(
             {
                 match cloud.keypair_public_key(name).await? {
                     Some(existing) if same_key(&existing, public_key) => return Ok(()),
+                    Some(_) if replace_stale && !replaced => {
+                        tracing::warn!(keypair = name, "replacing a stale per-job key pair");
+                        cloud.delete_keypair(name).await?;
+                        replaced = true;
+                    }
                     Some(_) => {
                         return Err(CloudError {
                             message: format!(

@@ -74,7 +74,7 @@ pub async fn cloud(cx: &StepContext<'_>) -> Result<Arc<CloudHandle>, StepError> 
     let services = cx.services;
     services
         .get_or_try_init::<CloudHandle, _, _>(|| async {
-            let settings = settings_of(services.settings("cloud"))?;
+            let settings = settings_of(services.settings("cloud")?)?;
             let os = OpenStack::connect(&settings).await?;
             Ok(CloudHandle {
                 cloud: Arc::new(os),

@@ -83,7 +83,29 @@ pub async fn wait_active(
     let resource = format!("server {id}");
     let mut last_status = String::new();
     loop {
-        let server = cloud.get_server(id).await?.ok_or_else(|| {
+        let polled = match cloud.get_server(id).await {
+            // The transport already retried; a flaky API is no reason to give up on the boot
+            // before the deadline.
+            Err(e)
+                if matches!(
+                    e.kind,
+                    CloudErrorKind::Transient
+                        | CloudErrorKind::RateLimited
+                        | CloudErrorKind::Timeout
+                ) && Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %e, "polling the server failed; polling on");
+                tokio::select! {
+                    _ = cancel.cancelled() => {
+                        return Err(CloudError::new(CloudErrorKind::Canceled, "wait for ACTIVE", resource, "canceled"));
+                    }
+                    _ = tokio::time::sleep(policy.max_interval.min(deadline - Instant::now())) => {}
+                }
+                continue;
+            }
+            other => other?,
+        };
+        let server = polled.ok_or_else(|| {
             CloudError::new(
                 CloudErrorKind::NotFound,
                 "wait for ACTIVE",

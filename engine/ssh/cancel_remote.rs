@@ -25,10 +25,13 @@ pub async fn kill_process_group(
     }
     let polls = (grace.as_millis() / 100).max(1);
     // POSIX `kill -s SIG -- -PGID` signals the group; `kill -0` tells whether any member is left.
+    // The helper touches no pipe of ours, so it finishes even if this process dies meanwhile
+    // (gitlab-runner follows SIGTERM with SIGKILL).
     let command = format!(
-        "kill -s TERM -- -{pgid} 2>/dev/null || exit 0; i=0; \
-         while [ $i -lt {polls} ]; do kill -0 -- -{pgid} 2>/dev/null || exit 0; \
-         sleep 0.1; i=$((i+1)); done; kill -s KILL -- -{pgid} 2>/dev/null; exit 0"
+        "exec </dev/null >/dev/null 2>&1; \
+         kill -s TERM -- -{pgid} || exit 0; i=0; \
+         while [ $i -lt {polls} ]; do kill -0 -- -{pgid} || exit 0; \
+         sleep 0.1; i=$((i+1)); done; kill -s KILL -- -{pgid}; exit 0"
     );
     let never = CancellationToken::new();
     let output = session.run_command(&command, None, 4096, &never).await?;

@@ -120,7 +120,7 @@ impl SshConnectionArgs {
         services: &Services,
         step: Option<&SshConnectionArgs>,
     ) -> Result<Self, StepError> {
-        let block = services.settings("ssh");
+        let block = services.settings("ssh")?;
         let base: SshConnectionArgs = if block.is_null() {
             SshConnectionArgs::default()
         } else {

@@ -40,7 +40,8 @@ impl Default for ScriptOptions {
     fn default() -> Self {
         ScriptOptions {
             kill_grace: Duration::from_secs(2),
-            cancel_report_within: Duration::from_secs(5),
+            // Under the interpreter's 5 s allowance for a cancelled step.
+            cancel_report_within: Duration::from_secs(4),
         }
     }
 }

@@ -23,13 +23,18 @@ impl Keypair {
     pub async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outputs, StepError> {
         let handle = step_glue::cloud(cx).await?;
         let owner = step_glue::owner(cx, &handle.settings)?;
-        let name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| job_keypair_name(&owner));
+        let per_job = job_keypair_name(&owner);
+        let name = self.name.clone().unwrap_or_else(|| per_job.clone());
         // Saved first: a lost answer may still have created it.
         step_glue::save(cx, STATE_KEYPAIR, json!(name))?;
-        import_job_keypair(handle.cloud.as_ref(), &name, self.public_key.trim()).await?;
+        // Only the per-job name may be replaced: a named key pair may be shared.
+        import_job_keypair(
+            handle.cloud.as_ref(),
+            &name,
+            self.public_key.trim(),
+            name == per_job,
+        )
+        .await?;
         let mut out = Outputs::new();
         out.insert("name".into(), json!(name));
         Ok(out)

@@ -13,7 +13,8 @@ use crate::step_context::{Outputs, StepContext};
 /// The rule: keep addresses on `network` (if named), of `family` (default IPv4), of `kind`
 /// (default fixed; `any` prefers floating). If they lie on several networks and none is named,
 /// the step fails rather than guess. Within a network, Nova's order decides.
-/// Outputs: `address`, `network`, `kind`.
+/// Outputs: `address`, `network`, `kind`, and the server's `metadata` (where a cloud may
+/// publish a non-standard SSH port as `ssh_port`, as the simulator does).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerAddress {
@@ -65,6 +66,7 @@ impl ServerAddress {
                 AddressKind::Floating => "floating",
             }),
         );
+        out.insert("metadata".into(), json!(server.metadata));
         Ok(out)
     }
 }
