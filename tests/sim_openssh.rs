@@ -24,6 +24,8 @@ async fn real_sshd_plays_the_server() {
     let id = api.create_ok("real-1", json!({"key_name": "k"})).await;
     let (addr, port) = api.wait_ssh_port(&id).await;
     let host_key = console_host_key(&api, &id).await;
+    let meta = api.server(&id).await.body["server"]["metadata"].clone();
+    assert_eq!(meta["ssh_user"], user.as_str());
 
     let h = connect_as(&user, &addr, port, &key, Some(host_key.clone()))
         .await

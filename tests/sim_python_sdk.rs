@@ -53,8 +53,8 @@ async fn python_openstacksdk_drives_the_simulator() {
     // The script cleaned up after itself; the simulator agrees that nothing leaked.
     assert_eq!(sim.counts(), before);
     let log = sim.request_log();
-    assert_eq!(log.count("POST", "/compute/v2.1/servers"), 2);
+    assert_eq!(log.count("POST", "/compute/v2.1/servers"), 3);
     assert!(log.count("POST", "/identity/v3/auth/tokens") >= 2);
-    assert_eq!(log.count("POST", "/network/v2.0/floatingips"), 1);
+    assert_eq!(log.count("POST", "/network/v2.0/floatingips"), 2);
     sim.shutdown().await;
 }

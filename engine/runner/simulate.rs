@@ -169,6 +169,11 @@ async fn simulate(
     cfg.service_env = vec![
         ("OS_CLIENT_CONFIG_FILE".into(), clouds.display().to_string()),
         ("OS_CLOUD".into(), CLOUD_NAME.into()),
+        // A site tunes this to its cloud's usual boot time; the simulator knows it exactly.
+        (
+            "EXPECTED_BOOT_TIME".into(),
+            humantime::format_duration(args.boot_delay).to_string(),
+        ),
     ];
     cfg.default_job_timeout = args.timeout;
     cfg.graceful_kill_timeout = args.graceful_kill_timeout;

@@ -5,7 +5,8 @@
 //! SSH port: when port 22 cannot be bound on the server's address, the endpoint listens on a
 //! free port instead. In both cases, once the endpoint accepts connections, the server's
 //! metadata carries it as `ssh_port` (e.g. `"ssh_port": "40211"`), and the console log shows
-//! the host key fingerprints.
+//! the host key fingerprints. In the real-sshd mode the metadata also carries `ssh_user`: the
+//! account the simulator runs as, the only one that sshd lets in.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -861,6 +862,12 @@ async fn bring_up_ssh(sh: &Arc<Shared>, id: &str) {
         Some(s) if s.status == ServerStatus::Active => {
             s.ssh_port = Some(port);
             s.metadata.insert("ssh_port".into(), port.to_string());
+            // A real sshd only lets in the user it runs as; tell recipes who that is.
+            if sh.opts.ssh_mode == super::options::SshMode::OpenSsh
+                && let Ok(user) = crate::openssh_server::current_user()
+            {
+                s.metadata.insert("ssh_user".into(), user);
+            }
         }
         _ => {
             drop(st);

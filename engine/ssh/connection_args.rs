@@ -153,14 +153,19 @@ impl SshConnectionArgs {
             .ok_or_else(|| StepError::invalid("no SSH user: set `ssh.user`"))?;
         let target = Target::new(host, self.port.unwrap_or(22), user);
 
-        let source = match (&self.private_key_file, &self.private_key_env) {
+        // A recipe that templates a choice renders the unchosen one as "": treat that as unset.
+        let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let source = match (
+            non_empty(&self.private_key_file),
+            non_empty(&self.private_key_env),
+        ) {
             (Some(_), Some(_)) => {
                 return Err(StepError::invalid(
                     "set only one of `ssh.private_key_file` and `ssh.private_key_env`",
                 ));
             }
             (Some(file), None) => KeySource::File(file.into()),
-            (None, Some(var)) => KeySource::Env(var.clone()),
+            (None, Some(var)) => KeySource::Env(var),
             (None, None) => match state.get(STATE_KEY_FILE).and_then(|v| v.as_str()) {
                 Some(path) => KeySource::File(path.into()),
                 None => {

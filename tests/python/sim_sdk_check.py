@@ -116,6 +116,16 @@ for s in (server, other):
     wait_until(lambda: conn.compute.find_server(s.id) is None, f"server {s.name} answers 404")
     check(True, f"server {s.name} is gone")
 check(list(conn.network.ports(device_id=server.id)) == [], "server's port deleted with it")
+# The cloud layer (what Ansible and most tools use) works as well.
+cl = conn.create_server("cl-1", image="cirros-0.6.2", flavor="m1.tiny", network="private",
+                        key_name="sdk-key", wait=True, auto_ip=False, timeout=60)
+check(cl.status == "ACTIVE" and cl.private_v4.startswith("127.77."), "cloud layer: create_server(wait=True)")
+check(conn.get_server("cl-1").id == cl.id, "cloud layer: get_server by exact name")
+cl_fip = conn.create_floating_ip(network="public", server=cl, wait=True)
+check(conn.get_server(cl.id).public_v4 == cl_fip.floating_ip_address, "cloud layer: floating IP attached to the server")
+conn.delete_floating_ip(cl_fip.id)
+check(conn.delete_server("cl-1", wait=True, timeout=60), "cloud layer: delete_server(wait=True)")
+
 conn.compute.delete_keypair(kp)
 conn.network.delete_security_group(sg)
 check(conn.network.find_security_group("sdk-sg") is None, "security group deleted")
