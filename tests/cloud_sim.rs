@@ -517,3 +517,40 @@ async fn a_boot_wait_outlasts_an_api_outage_longer_than_the_retries() {
     assert_eq!(server.status, "ACTIVE");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unavailable_keystone_is_retried_but_a_wrong_password_is_not() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    sim.faults()
+        .http_errors(503, 2, Scope::service(Service::Identity));
+    sim.faults()
+        .rate_limit(1, Duration::from_secs(1), Scope::service(Service::Identity));
+    let os = connect(&sim).await;
+    assert_eq!(os.api().tokens_issued(), 1);
+
+    let env: Vec<(String, String)> = sim
+        .os_env()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "OS_PASSWORD" {
+                (k, "wrong".to_string())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let before = sim.request_log().len();
+    let err = OpenStack::connect_with_env(&settings(), &move |k| {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::Auth, "{err}");
+    assert!(err.to_string().contains("HTTP 401"), "{err}");
+    assert_eq!(
+        sim.request_log().len(),
+        before + 1,
+        "a refused password is asked once"
+    );
+    sim.shutdown().await;
+}
