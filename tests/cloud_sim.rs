@@ -425,6 +425,7 @@ async fn the_binary_runs_the_openstack_steps_and_run_makes_no_api_requests() {
     let (d2, c2) = (d.clone(), clouds.clone());
     let out = tokio::task::spawn_blocking(move || {
         stage(&d2, &c2, &["prepare"], &[("TEST_BOOTS", "2")])
+            .env("EXECUTOR_LOG", "trace")
             .output()
             .unwrap()
     })
@@ -437,6 +438,23 @@ async fn the_binary_runs_the_openstack_steps_and_run_makes_no_api_requests() {
         "the fault is in the job log: {stderr}"
     );
     assert!(stderr.contains("booting again"), "{stderr}");
+    assert!(
+        stderr.contains("osauth") || stderr.contains("executor::cloud"),
+        "trace is on"
+    );
+    // Even at trace level: no password, no token.
+    assert!(
+        !stderr.contains(executor::sim::USER_PASSWORD),
+        "password in the log"
+    );
+    assert!(
+        !stderr.to_ascii_lowercase().contains("x-subject-token:"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.to_ascii_lowercase().contains("x-auth-token:"),
+        "{stderr}"
+    );
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("executor-state.json")).unwrap()).unwrap();
     assert!(
