@@ -294,3 +294,26 @@ async fn after_an_abort_cleanup_may_start_while_a_stage_ignoring_sigterm_still_r
     assert!(r.job_log.contains("still being killed"), "{}", r.job_log);
     assert_eq!(d.call_names().last().map(String::as_str), Some("cleanup"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_stage_lets_a_test_cancel_at_a_precise_point() {
+    let d = FakeDriver::new();
+    let control = JobControl::new();
+    let runner = d.runner();
+    let opts = RunOptions {
+        control: Some(control.clone()),
+        ..Default::default()
+    };
+    let j = job("sleep 60");
+    let (r, ()) = tokio::join!(run_bounded(&runner, &j, opts), async {
+        control.wait_for_stage("get_sources").await;
+        control.cancel();
+    });
+    assert_eq!(r.status, JobStatus::Canceled, "{}", r.job_log);
+    let names = d.call_names();
+    assert!(
+        !names.iter().any(|n| n == "run_build_script"),
+        "a cancel before the user script ends the job: {names:?}"
+    );
+    assert_eq!(names.last().map(String::as_str), Some("cleanup"));
+}

@@ -250,3 +250,67 @@ fn the_shipped_recipe_runs_a_whole_job_and_reports_the_scripts_exit_code() {
         "{stdout}"
     );
 }
+
+#[test]
+fn cancel_during_build_script_still_runs_after_script_and_cleanup_with_the_shipped_recipe() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let job = dir.path().join("job.yml");
+    std::fs::write(
+        &job,
+        "script: sleep 60\nafter_script: 'echo \"after $CI_JOB_STATUS\"'\n",
+    )
+    .expect("write");
+    let recipe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("recipes/openstack.yaml");
+    let run = |extra: &[&str]| {
+        let mut c = Command::cargo_bin("executor").expect("binary");
+        c.arg("simulate")
+            .arg("--recipe")
+            .arg(&recipe)
+            .arg("--job")
+            .arg(&job);
+        c.args([
+            "--boot-delay",
+            "200ms",
+            "--ssh-delay",
+            "0s",
+            "--cancel-during",
+            "build_script",
+            "--cancel-delay",
+            "500ms",
+        ]);
+        c.args(extra).timeout(std::time::Duration::from_secs(240));
+        c.output().expect("runs")
+    };
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("after canceled\n"),
+        "after_script ran with CI_JOB_STATUS=canceled: {stdout}"
+    );
+    assert!(stdout.contains("ERROR: Job failed: canceled"));
+    assert!(
+        stdout.contains("cleanup_file_variables") && stdout.contains("cleanup calls 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes"),
+        "{stdout}"
+    );
+
+    let out = run(&["--abort"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        !stdout.contains("after canceled"),
+        "an abort runs no further stage: {stdout}"
+    );
+    assert!(
+        stdout.contains("canceled in ") && stdout.contains("cleanup calls 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes"),
+        "{stdout}"
+    );
+}
