@@ -89,7 +89,7 @@ impl Templater {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_filter("shell_quote", shell_quote);
+        env.add_filter("shell_quote", crate::shell_quote::shell_quote);
         env.add_filter("b64encode", |s: &str| {
             base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
         });
@@ -242,17 +242,6 @@ pub fn to_value(json: &Json) -> Value {
 
 pub fn escape_pointer(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
-}
-
-/// POSIX single-quote quoting: safe for any byte string in sh and bash.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn required(value: Value, message: Option<String>) -> Result<Value, JinjaError> {

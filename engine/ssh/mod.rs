@@ -5,6 +5,7 @@
 mod cancel_remote;
 mod command;
 mod connect;
+mod direct_output;
 pub mod connection_args;
 mod errors;
 mod fingerprints;
@@ -17,12 +18,12 @@ mod probe;
 mod remote_exit;
 mod script_run;
 pub mod session_pool;
-mod shell_quote;
 mod step_error;
 mod upload;
 
 pub use cancel_remote::kill_process_group;
 pub use command::CommandOutput;
+pub use direct_output::DirectOutput;
 pub use connect::{ConnectOptions, ConnectTimings, SshSession, Target, connect};
 pub use errors::SshError;
 pub use fingerprints::{ConsoleFingerprint, normalize_sha256, parse_console_fingerprints};
@@ -32,4 +33,3 @@ pub use keys::{ClientKey, KeySource};
 pub use probe::{ProbeOptions, Probed, probe};
 pub use remote_exit::RemoteExit;
 pub use script_run::ScriptOptions;
-pub use shell_quote::shell_quote;
