@@ -17,7 +17,11 @@ pub enum DirectOutput {
 }
 
 impl AsyncWrite for DirectOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Poll::Ready(match *self {
             DirectOutput::Stdout => std::io::stdout().lock().write(buf),
             DirectOutput::Stderr => std::io::stderr().lock().write(buf),

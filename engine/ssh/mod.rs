@@ -5,8 +5,8 @@
 mod cancel_remote;
 mod command;
 mod connect;
-mod direct_output;
 pub mod connection_args;
+mod direct_output;
 mod errors;
 mod fingerprints;
 mod host_key;
@@ -23,8 +23,8 @@ mod upload;
 
 pub use cancel_remote::kill_process_group;
 pub use command::CommandOutput;
-pub use direct_output::DirectOutput;
 pub use connect::{ConnectOptions, ConnectTimings, SshSession, Target, connect};
+pub use direct_output::DirectOutput;
 pub use errors::SshError;
 pub use fingerprints::{ConsoleFingerprint, normalize_sha256, parse_console_fingerprints};
 pub use host_key::{HostKeyPolicy, host_key_to_pin};
