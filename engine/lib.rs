@@ -28,6 +28,7 @@ pub mod runner;
 pub mod schema;
 pub mod schema_check;
 pub mod services;
+pub mod shell_quote;
 pub mod sim;
 pub mod source_file;
 pub mod spanned_yaml;

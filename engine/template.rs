@@ -89,7 +89,7 @@ impl Templater {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_filter("shell_quote", shell_quote);
+        env.add_filter("shell_quote", crate::shell_quote::shell_quote);
         env.add_filter("b64encode", |s: &str| {
             base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
         });
@@ -112,6 +112,42 @@ impl Templater {
 
     /// Render one string. Plain strings pass through untouched.
     pub fn render_str(&self, s: &str, ctx: &Value) -> Result<Json, TemplateError> {
+        self.render_str_inner(s, ctx)
+            .map_err(|e| self.name_the_undefined(e, s, ctx))
+    }
+
+    /// minijinja says only "undefined value"; say which name, e.g. `job.FLAVOR`.
+    fn name_the_undefined(&self, mut e: TemplateError, s: &str, ctx: &Value) -> TemplateError {
+        if !e.message.starts_with("undefined value") || e.message.contains('`') {
+            return e;
+        }
+        let names = match shape(s) {
+            TemplateShape::Plain => vec![],
+            TemplateShape::Expression(_) | TemplateShape::Text => {
+                self.referenced_names(s).unwrap_or_default()
+            }
+        };
+        let names = if names.is_empty() {
+            self.expression_names(s).unwrap_or_default()
+        } else {
+            names
+        };
+        for name in names {
+            let mut v = ctx.clone();
+            let mut path = vec![];
+            for part in name.split('.') {
+                path.push(part);
+                v = v.get_attr(part).unwrap_or_default();
+                if v.is_undefined() {
+                    e.message = format!("undefined value: `{}` is not defined", path.join("."));
+                    return e;
+                }
+            }
+        }
+        e
+    }
+
+    fn render_str_inner(&self, s: &str, ctx: &Value) -> Result<Json, TemplateError> {
         match shape(s) {
             TemplateShape::Plain => Ok(Json::String(s.to_string())),
             TemplateShape::Expression(expr) => {
@@ -162,7 +198,11 @@ impl Templater {
     /// Evaluate a `when:` condition. Strict mode makes an undefined name an error rather than
     /// false, so a typo cannot silently skip a step; use `x is defined` to test for presence.
     pub fn condition(&self, expr: &str, ctx: &Value) -> Result<bool, TemplateError> {
-        let value = self.env.compile_expression(expr)?.eval(ctx.clone())?;
+        let value = self
+            .env
+            .compile_expression(expr)
+            .and_then(|e| e.eval(ctx.clone()))
+            .map_err(|e| self.name_the_undefined(e.into(), expr, ctx))?;
         if value.is_undefined() {
             return Err(TemplateError {
                 message: format!("undefined value: `{}` is undefined", expr.trim()),
@@ -244,17 +284,6 @@ pub fn escape_pointer(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// POSIX single-quote quoting: safe for any byte string in sh and bash.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 fn required(value: Value, message: Option<String>) -> Result<Value, JinjaError> {
     if value.is_undefined() || value.is_none() || value.as_str() == Some("") {
         return Err(JinjaError::new(
@@ -333,9 +362,13 @@ mod tests {
     fn undefined_is_an_error_never_an_empty_string() {
         let t = Templater::new();
         let e = t.render_str("x-{{ vars.nope }}", &ctx()).unwrap_err();
-        assert!(e.message.contains("undefined"), "{}", e.message);
+        assert!(e.message.contains("`vars.nope`"), "{}", e.message);
         let e = t.render_str("{{ vars.nope }}", &ctx()).unwrap_err();
-        assert!(e.message.contains("undefined"), "{}", e.message);
+        assert!(
+            e.message.contains("`vars.nope` is not defined"),
+            "{}",
+            e.message
+        );
         // the range points into the original string, past the braces
         let r = e.range.unwrap();
         assert_eq!(&"{{ vars.nope }}"[r], "vars.nope");

@@ -34,3 +34,20 @@ fn every_recipe_starts_with_the_schema_comment() {
         }
     }
 }
+
+#[test]
+fn no_step_kind_has_an_argument_named_like_a_shared_step_field() {
+    // A kind's own `timeout` would be swallowed by the shared step field of that name.
+    let schema = executor::schema::recipe_schema();
+    let step = &schema["$defs"]["Step"];
+    let shared: Vec<&String> = step["properties"].as_object().unwrap().keys().collect();
+    for branch in step["oneOf"].as_array().unwrap() {
+        let kind = branch["properties"]["kind"]["const"].as_str().unwrap();
+        for field in branch["properties"].as_object().unwrap().keys() {
+            assert!(
+                field == "kind" || !shared.contains(&field),
+                "step kind `{kind}` has an argument `{field}`, which is also a shared step field"
+            );
+        }
+    }
+}

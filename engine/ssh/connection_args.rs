@@ -42,7 +42,7 @@ pub enum HostKeyMode {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SshConnectionArgs {
-    /// Server address (IP or name), e.g. `{{ steps.server.ip }}`.
+    /// Server address (IP or name), e.g. `{{ state.server_address }}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// SSH port (default 22).

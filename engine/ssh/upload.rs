@@ -7,7 +7,7 @@ use tokio::io::AsyncRead;
 use super::connect::SshSession;
 use super::errors::SshError;
 use super::output_pump::{OutputSink, pump};
-use super::shell_quote::shell_quote;
+use crate::shell_quote::shell_quote;
 
 struct StderrOnly(Vec<u8>);
 

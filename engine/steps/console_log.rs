@@ -26,7 +26,7 @@ pub struct ConsoleLog {
     /// How long to wait for `wait_for`.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     #[schemars(schema_with = "crate::schema::duration")]
-    pub timeout: Duration,
+    pub wait_timeout: Duration,
     /// Pause between fetches while waiting.
     #[serde(default = "default_interval", with = "humantime_serde")]
     #[schemars(schema_with = "crate::schema::duration")]
@@ -56,7 +56,7 @@ impl ConsoleLog {
                 let re = Regex::new(pattern).map_err(|e| {
                     StepError::invalid(format!("wait_for is not a valid regex: {e}"))
                 })?;
-                wait_for_console_line(cloud, &id, &re, self.timeout, self.interval, cx.cancel)
+                wait_for_console_line(cloud, &id, &re, self.wait_timeout, self.interval, cx.cancel)
                     .await?
             }
             None => cloud.console_output(&id, None).await?,

@@ -34,7 +34,7 @@ pub struct DeleteServer {
     /// Upper bound for the server to disappear.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     #[schemars(schema_with = "crate::schema::duration")]
-    pub timeout: Duration,
+    pub wait_timeout: Duration,
 }
 
 fn default_timeout() -> Duration {
@@ -89,7 +89,7 @@ impl DeleteServer {
             volume_ids,
         };
         let policy = CleanupPolicy {
-            timeout: self.timeout,
+            timeout: self.wait_timeout,
             ..CleanupPolicy::default()
         };
         let report = cleanup(handle.cloud.as_ref(), &target, &policy).await?;

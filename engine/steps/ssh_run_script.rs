@@ -37,7 +37,10 @@ impl SshRunScript {
         let args = SshConnectionArgs::merged(cx.services, self.ssh.as_ref())?;
         let conn = args.resolve(cx.state, cx.log, false)?;
         let session = SshSessions::of(cx.services).await?.get(&conn).await?;
-        let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
+        let (mut stdout, mut stderr) = (
+            crate::ssh::DirectOutput::Stdout,
+            crate::ssh::DirectOutput::Stderr,
+        );
         let result = session
             .run_script(
                 &script,
