@@ -94,7 +94,9 @@ async fn engine_cloud_backend_runs_a_full_cycle_on_the_simulator() {
         russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::ssh_key::Algorithm::Ed25519)
             .unwrap();
     let pubkey = key.public_key().to_openssh().unwrap();
-    import_job_keypair(&os, &key_name, &pubkey, false).await.unwrap();
+    import_job_keypair(&os, &key_name, &pubkey, false)
+        .await
+        .unwrap();
     import_job_keypair(&os, &key_name, &pubkey, false)
         .await
         .expect("a repeated import is fine");
