@@ -206,11 +206,17 @@ async fn one_job(index: u64, faults: Faults) -> Result<JobResult, String> {
     }
 
     let mut cfg = cloud.runner_config(&[default_recipe()], "chaos");
-    cfg.default_job_timeout = Duration::from_secs(300);
+    // Far above what any fault here justifies; a job that needs it has hung somewhere.
+    cfg.default_job_timeout = Duration::from_secs(150);
     let mut job = Job::from_script(faults.script());
     job.id = Some(10_000 + index);
     job.name = format!("chaos-{index}");
-    let r = e2e_support::run_bounded(&Runner::new(cfg), &job, RunOptions::default()).await;
+    let runner = Runner::new(cfg);
+    let run = runner.run_job_with(&job, RunOptions::default());
+    let Ok(r) = tokio::time::timeout(Duration::from_secs(400), run).await else {
+        done.cancel();
+        return Err(format!("job {index} {faults:?}: did not finish within 400 s"));
+    };
     done.cancel();
     while watchers.join_next().await.is_some() {}
 
