@@ -101,6 +101,11 @@ impl Templater {
                 .map_err(|e| JinjaError::new(ErrorKind::InvalidOperation, e.to_string()))
         });
         env.add_filter("required", required);
+        // "type base64 [comment]" -> "type base64": compares SSH public keys however they are
+        // annotated (console logs add `root@host`, pins carry no comment).
+        env.add_filter("key_id", |s: &str| {
+            s.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        });
         env.add_function("job_override", job_override);
         Self { env }
     }
@@ -364,6 +369,16 @@ mod tests {
         assert!(
             t.render_str("{{ job.EMPTY | required('need it') }}", &ctx())
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn key_id_drops_the_comment() {
+        let t = Templater::new();
+        assert_eq!(
+            t.render_str("{{ 'ssh-ed25519 AAAA root@vm' | key_id }}", &ctx())
+                .unwrap(),
+            json!("ssh-ed25519 AAAA")
         );
     }
 

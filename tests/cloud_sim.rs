@@ -425,6 +425,7 @@ async fn the_binary_runs_the_openstack_steps_and_run_makes_no_api_requests() {
     let (d2, c2) = (d.clone(), clouds.clone());
     let out = tokio::task::spawn_blocking(move || {
         stage(&d2, &c2, &["prepare"], &[("TEST_BOOTS", "2")])
+            .env("EXECUTOR_LOG", "trace")
             .output()
             .unwrap()
     })
@@ -437,6 +438,23 @@ async fn the_binary_runs_the_openstack_steps_and_run_makes_no_api_requests() {
         "the fault is in the job log: {stderr}"
     );
     assert!(stderr.contains("booting again"), "{stderr}");
+    assert!(
+        stderr.contains("osauth") || stderr.contains("executor::cloud"),
+        "trace is on"
+    );
+    // Even at trace level: no password, no token.
+    assert!(
+        !stderr.contains(executor::sim::USER_PASSWORD),
+        "password in the log"
+    );
+    assert!(
+        !stderr.to_ascii_lowercase().contains("x-subject-token:"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.to_ascii_lowercase().contains("x-auth-token:"),
+        "{stderr}"
+    );
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("executor-state.json")).unwrap()).unwrap();
     assert!(
@@ -515,5 +533,42 @@ async fn a_boot_wait_outlasts_an_api_outage_longer_than_the_retries() {
     .await
     .unwrap();
     assert_eq!(server.status, "ACTIVE");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unavailable_keystone_is_retried_but_a_wrong_password_is_not() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    sim.faults()
+        .http_errors(503, 2, Scope::service(Service::Identity));
+    sim.faults()
+        .rate_limit(1, Duration::from_secs(1), Scope::service(Service::Identity));
+    let os = connect(&sim).await;
+    assert_eq!(os.api().tokens_issued(), 1);
+
+    let env: Vec<(String, String)> = sim
+        .os_env()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "OS_PASSWORD" {
+                (k, "wrong".to_string())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let before = sim.request_log().len();
+    let err = OpenStack::connect_with_env(&settings(), &move |k| {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::Auth, "{err}");
+    assert!(err.to_string().contains("HTTP 401"), "{err}");
+    assert_eq!(
+        sim.request_log().len(),
+        before + 1,
+        "a refused password is asked once"
+    );
     sim.shutdown().await;
 }

@@ -190,3 +190,39 @@ fn render_shows_merged_recipe_and_rendered_steps_with_placeholders() {
     assert!(text.contains("got <steps.a.id>"), "{text}");
     assert!(!text.contains("hunter2hunter2"));
 }
+
+#[test]
+fn the_default_recipe_refuses_a_host_key_the_console_did_not_print() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let loaded = executor::recipe_loader::load(&[root.join("recipes/openstack.yaml")]).unwrap();
+    let check = loaded
+        .recipe
+        .prepare
+        .iter()
+        .find(|s| s.id() == "host_key_check")
+        .unwrap();
+    let when = check.common.when.as_deref().unwrap();
+    let t = executor::template::Templater::new();
+    let ctx = |console: serde_json::Value| {
+        executor::template::to_value(&serde_json::json!({
+            "steps": {"ssh": {"host_key": "ssh-ed25519 AAAAgood"}, "console": console}
+        }))
+    };
+    let fails = |console| t.condition(when, &ctx(console)).unwrap();
+    assert!(fails(
+        serde_json::json!({"host_keys": ["ssh-ed25519 AAAAother root@vm"]})
+    ));
+    assert!(!fails(
+        serde_json::json!({"host_keys": ["ssh-rsa AAAAx root@vm", "ssh-ed25519 AAAAgood root@vm"]})
+    ));
+    assert!(
+        !fails(serde_json::json!({"host_keys": []})),
+        "no keys on the console: keep the pin"
+    );
+    let no_console =
+        executor::template::to_value(&serde_json::json!({"steps": {"ssh": {"host_key": "k"}}}));
+    assert!(
+        !t.condition(when, &no_console).unwrap(),
+        "console step failed: keep the pin"
+    );
+}

@@ -83,7 +83,8 @@ async fn job_timeout_stops_the_stage_and_runs_only_cleanup() {
     d.hook("run_build_script", "touch \"$D/build_started\"");
     let mut j = job("sleep 60");
     j.after_script = vec!["echo after".into()];
-    j.timeout = Some(Duration::from_secs(2));
+    // Long enough for the earlier stages even on a busy machine.
+    j.timeout = Some(Duration::from_secs(4));
     let r = run_bounded(&d.runner(), &j, RunOptions::default()).await;
     assert_eq!(r.status, JobStatus::TimedOut, "{}", r.job_log);
     assert!(d.path().join("build_started").exists());
@@ -97,7 +98,7 @@ async fn job_timeout_stops_the_stage_and_runs_only_cleanup() {
     );
     assert!(
         r.job_log
-            .contains("ERROR: Job failed: execution took longer than 2s seconds"),
+            .contains("ERROR: Job failed: execution took longer than 4s seconds"),
         "{}",
         r.job_log
     );
@@ -158,6 +159,11 @@ async fn sigterm_is_followed_by_sigkill_after_the_grace_period() {
     });
     assert_eq!(r.status, JobStatus::Canceled, "{}", r.job_log);
     assert!(d.path().join("ignored_term").exists(), "SIGTERM came first");
+    assert!(
+        !r.job_log.contains("likely process is dormant"),
+        "SIGKILL ended it: {}",
+        r.job_log
+    );
     let build = r
         .stages
         .iter()
@@ -182,7 +188,7 @@ async fn a_background_child_holding_stdout_hangs_the_stage_until_the_job_times_o
     // The driver exits at once, but `sleep` inherited its stdout.
     d.hook("prepare", "sleep 60 &\nexit 0");
     let mut j = job("true");
-    j.timeout = Some(Duration::from_secs(2));
+    j.timeout = Some(Duration::from_secs(3));
     let r = run_bounded(&d.runner(), &j, RunOptions::default()).await;
     assert_eq!(
         r.status,
@@ -287,4 +293,27 @@ async fn after_an_abort_cleanup_may_start_while_a_stage_ignoring_sigterm_still_r
     );
     assert!(r.job_log.contains("still being killed"), "{}", r.job_log);
     assert_eq!(d.call_names().last().map(String::as_str), Some("cleanup"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_stage_lets_a_test_cancel_at_a_precise_point() {
+    let d = FakeDriver::new();
+    let control = JobControl::new();
+    let runner = d.runner();
+    let opts = RunOptions {
+        control: Some(control.clone()),
+        ..Default::default()
+    };
+    let j = job("sleep 60");
+    let (r, ()) = tokio::join!(run_bounded(&runner, &j, opts), async {
+        control.wait_for_stage("get_sources").await;
+        control.cancel();
+    });
+    assert_eq!(r.status, JobStatus::Canceled, "{}", r.job_log);
+    let names = d.call_names();
+    assert!(
+        !names.iter().any(|n| n == "run_build_script"),
+        "a cancel before the user script ends the job: {names:?}"
+    );
+    assert_eq!(names.last().map(String::as_str), Some("cleanup"));
 }

@@ -202,3 +202,115 @@ fn boots_that_always_fail_give_three_attempts_with_cleanup_after_each_and_no_lea
     );
     assert!(stdout.contains("simulated cloud after the jobs: 0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes"), "{stdout}");
 }
+
+/// The README's main command: the shipped recipe, a fresh server, the script over SSH.
+#[test]
+fn the_shipped_recipe_runs_a_whole_job_and_reports_the_scripts_exit_code() {
+    let recipe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("recipes/openstack.yaml");
+    let run = |script: &str| {
+        let mut c = Command::cargo_bin("executor").expect("binary");
+        c.arg("simulate").arg("--recipe").arg(&recipe).args([
+            "--boot-delay",
+            "200ms",
+            "--ssh-delay",
+            "0s",
+            "--script",
+            script,
+        ]);
+        c.timeout(std::time::Duration::from_secs(240));
+        c.output().expect("runs")
+    };
+    let out = run("echo hello from the job");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\x1b[32;1m$ echo hello from the job\x1b[0;m\nhello from the job\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Job succeeded"));
+    assert!(
+        stdout.contains("0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes"),
+        "{stdout}"
+    );
+
+    let out = run("echo before; exit 42");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("ERROR: Job failed: exit status 42"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn cancel_during_build_script_still_runs_after_script_and_cleanup_with_the_shipped_recipe() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let job = dir.path().join("job.yml");
+    std::fs::write(
+        &job,
+        "script: sleep 60\nafter_script: 'echo \"after $CI_JOB_STATUS\"'\n",
+    )
+    .expect("write");
+    let recipe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("recipes/openstack.yaml");
+    let run = |extra: &[&str]| {
+        let mut c = Command::cargo_bin("executor").expect("binary");
+        c.arg("simulate")
+            .arg("--recipe")
+            .arg(&recipe)
+            .arg("--job")
+            .arg(&job);
+        c.args([
+            "--boot-delay",
+            "200ms",
+            "--ssh-delay",
+            "0s",
+            "--cancel-during",
+            "build_script",
+            "--cancel-delay",
+            "500ms",
+        ]);
+        c.args(extra).timeout(std::time::Duration::from_secs(240));
+        c.output().expect("runs")
+    };
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("after canceled\n"),
+        "after_script ran with CI_JOB_STATUS=canceled: {stdout}"
+    );
+    assert!(stdout.contains("ERROR: Job failed: canceled"));
+    assert!(
+        stdout.contains("cleanup_file_variables") && stdout.contains("cleanup calls 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes"),
+        "{stdout}"
+    );
+
+    let out = run(&["--abort"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        !stdout.contains("after canceled"),
+        "an abort runs no further stage: {stdout}"
+    );
+    assert!(
+        stdout.contains("canceled in ") && stdout.contains("cleanup calls 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes"),
+        "{stdout}"
+    );
+}

@@ -219,3 +219,46 @@ async fn floating_ip_reaches_the_same_endpoint_and_port_is_published() {
     api.wait_gone(&id).await;
     assert!(connect(&fixed, port, &key, None).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pty_requests_succeed_and_signals_reach_the_command() {
+    let api = start(ssh_opts()).await;
+    let key = new_key();
+    keypair(&api, "k", &key).await;
+    let id = api.create_ok("ssh-6", json!({"key_name": "k"})).await;
+    let (addr, port) = api.wait_ssh_port(&id).await;
+    let h = connect(&addr, port, &key, None).await.unwrap();
+    let mut ch = h.channel_open_session().await.unwrap();
+    ch.request_pty(true, "xterm", 80, 24, 0, 0, &[])
+        .await
+        .unwrap();
+    ch.exec(
+        true,
+        "trap 'echo got-term; exit 9' TERM; echo ready; while :; do sleep 0.1; done",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let mut exit = None;
+    let mut signalled = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ch.wait())
+            .await
+            .expect("command ends after the signal");
+        match msg {
+            Some(russh::ChannelMsg::Data { data }) => {
+                out.extend_from_slice(&data);
+                if !signalled && out.ends_with(b"ready\n") {
+                    ch.signal(russh::Sig::TERM).await.unwrap();
+                    signalled = true;
+                }
+            }
+            Some(russh::ChannelMsg::ExitStatus { exit_status }) => exit = Some(exit_status),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&out), "ready\ngot-term\n");
+    assert_eq!(exit, Some(9));
+}

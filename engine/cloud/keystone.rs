@@ -201,7 +201,8 @@ impl KeystoneAuth {
                 401 => ErrorKind::AuthenticationFailed,
                 403 => ErrorKind::AccessDenied,
                 404 => ErrorKind::EndpointNotFound,
-                s if s >= 500 => ErrorKind::InternalServerError,
+                // osauth has no "rate limited" kind; both mean "try again later".
+                s if s >= 500 || s == 429 => ErrorKind::InternalServerError,
                 _ => ErrorKind::InvalidInput,
             };
             let detail =

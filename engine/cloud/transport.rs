@@ -278,25 +278,39 @@ impl Api {
         })?;
         let source = creds.source.clone();
         let auth = Arc::new(KeystoneAuth::new(creds));
-        let session = Session::new_with_client(client, SharedAuth(auth.clone()))
-            .await
-            .map_err(|e| {
-                let mut err = os_error(
-                    &Call::new(
-                        "authenticate",
-                        source.clone(),
-                        Method::POST,
-                        Service::Compute,
-                        &[],
-                    ),
-                    e,
-                );
-                // A refused password is not going to be accepted on the next try either.
-                if err.kind == CloudErrorKind::Invalid {
-                    err.kind = CloudErrorKind::Auth;
+        let auth_call = Call::new(
+            "authenticate",
+            source.clone(),
+            Method::POST,
+            Service::Compute,
+            &[],
+        );
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(settings.retry_delay)
+            .with_max_delay(settings.max_retry_delay)
+            .with_max_times(settings.retries as usize)
+            .with_jitter()
+            .build();
+        // Asking Keystone for a token again is harmless, so an unavailable Keystone is retried
+        // like any idempotent call; a refused password is not.
+        let session = loop {
+            match Session::new_with_client(client.clone(), SharedAuth(auth.clone())).await {
+                Ok(session) => break session,
+                Err(e) => {
+                    let mut err = os_error(&auth_call, e);
+                    if err.kind == CloudErrorKind::Invalid {
+                        err.kind = CloudErrorKind::Auth;
+                    }
+                    match (err.kind, delays.next()) {
+                        (CloudErrorKind::Transient | CloudErrorKind::Timeout, Some(d)) => {
+                            tracing::debug!(error = %err, "authentication failed; retrying");
+                            tokio::time::sleep(d).await;
+                        }
+                        _ => return Err(err),
+                    }
                 }
-                err
-            })?;
+            }
+        };
         let mut api = Api {
             session,
             auth,

@@ -1,8 +1,8 @@
 //! Waiting for a server to become ACTIVE, noticing it quickly.
 //!
-//! Polls are sparse early on (nothing boots in the first seconds), dense around the expected
-//! boot time (so ACTIVE is seen within about `min_interval`), and back off again when the boot
-//! is late, up to `max_interval`.
+//! Polls start at `min_interval` and grow with the time waited (so an early boot is still seen
+//! soon), are dense around the expected boot time (so ACTIVE is seen within about
+//! `min_interval`), and back off again when the boot is late, up to `max_interval`.
 
 use std::time::Duration;
 
@@ -56,8 +56,9 @@ impl WaitPolicy {
         let dense_from = self.expected / 2;
         let dense_until = self.expected + self.expected / 2;
         let pause = if elapsed < dense_from {
-            // Sleep towards the dense window, but never past its start.
-            (dense_from - elapsed).min(max)
+            // Grow with the time already waited (a boot faster than expected is still seen
+            // soon, with few requests), but never sleep past the dense window's start.
+            (elapsed / 2).max(min).min(max).min(dense_from - elapsed)
         } else if elapsed < dense_until {
             min
         } else {
@@ -181,9 +182,10 @@ mod tests {
             min_interval: Duration::from_secs(1),
             max_interval: Duration::from_secs(10),
         };
-        assert_eq!(p.interval(Duration::ZERO), Duration::from_secs(10));
+        assert_eq!(p.interval(Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(p.interval(Duration::from_secs(4)), Duration::from_secs(2));
         // Never sleeps across the start of the dense window.
-        assert_eq!(p.interval(Duration::from_secs(7)), Duration::from_secs(3));
+        assert_eq!(p.interval(Duration::from_secs(8)), Duration::from_secs(2));
         assert_eq!(p.interval(Duration::from_secs(15)), Duration::from_secs(1));
         assert_eq!(p.interval(Duration::from_secs(29)), Duration::from_secs(1));
         assert!(p.interval(Duration::from_secs(60)) > Duration::from_secs(1));

@@ -18,6 +18,9 @@ struct Inner {
     /// Set while a user step runs: a graceful cancel then stops only that step.
     script: Mutex<Option<CancellationToken>>,
     reason: Mutex<Option<StopReason>>,
+    /// Every driver invocation so far (`config`, `prepare`, `build_script`, `cleanup`...); a
+    /// history rather than the current one, so that a waiter cannot miss a short stage.
+    stages: tokio::sync::watch::Sender<Vec<String>>,
 }
 
 /// A handle to cancel one job; cheap to clone and usable from any task.
@@ -33,6 +36,7 @@ impl Default for JobControl {
                 job: CancellationToken::new(),
                 script: Mutex::new(None),
                 reason: Mutex::new(None),
+                stages: tokio::sync::watch::Sender::new(Vec::new()),
             }),
         }
     }
@@ -85,6 +89,19 @@ impl JobControl {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         reason.get_or_insert(r);
+    }
+
+    /// Waits until the driver has been invoked for `stage` (e.g. `build_script`); returns at
+    /// once if it already was. Useful to cancel at a precise point.
+    pub async fn wait_for_stage(&self, stage: &str) {
+        let mut rx = self.inner.stages.subscribe();
+        let _ = rx.wait_for(|seen| seen.iter().any(|s| s == stage)).await;
+    }
+
+    pub(crate) fn enter_stage(&self, stage: &str) {
+        self.inner
+            .stages
+            .send_modify(|seen| seen.push(stage.to_owned()));
     }
 
     pub(crate) fn job_context(&self) -> CancellationToken {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::sim::{CLOUD_NAME, Scope, SimCloud, SimOptions};
 
-use super::{Job, JobResult, JobStatus, LiveWriter, RunOptions, Runner, RunnerConfig};
+use super::{Job, JobControl, JobResult, JobStatus, LiveWriter, RunOptions, Runner, RunnerConfig};
 
 /// `executor simulate`
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +59,16 @@ pub struct SimulateArgs {
     /// Pause between prepare attempts (gitlab-runner's is 3s).
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub retry_interval: Duration,
+    /// Cancel every job once the driver is invoked for this stage (e.g. `build_script`), as a
+    /// user pressing Cancel in GitLab: after_script and the `_on_failure` stages still run.
+    #[arg(long, value_name = "STAGE")]
+    pub cancel_during: Option<String>,
+    /// How long after that stage started to cancel.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub cancel_delay: Duration,
+    /// With --cancel-during: a force cancel (abort) instead; only cleanup follows.
+    #[arg(long, requires = "cancel_during")]
+    pub abort: bool,
     /// Do not mirror the job log while it runs; print only the summary lines.
     #[arg(long)]
     pub quiet: bool,
@@ -187,13 +197,38 @@ async fn simulate(
         inner: std::io::stderr(),
         at_line_start: true,
     }));
-    let options = RunOptions {
-        control: None,
-        live_log: (single && !args.quiet).then(|| stdout.clone()),
-        runner_log: (single && !args.quiet).then_some(stderr),
-    };
     let count = all.len();
-    let results = runner.run_jobs(all, count, options).await;
+    let mut handles = Vec::new();
+    for job in all {
+        let control = JobControl::new();
+        if let Some(stage) = args.cancel_during.clone() {
+            let (control, delay, abort) = (control.clone(), args.cancel_delay, args.abort);
+            tokio::spawn(async move {
+                control.wait_for_stage(&stage).await;
+                tokio::time::sleep(delay).await;
+                if abort {
+                    control.abort()
+                } else {
+                    control.cancel()
+                }
+            });
+        }
+        let options = RunOptions {
+            control: Some(control),
+            live_log: (single && !args.quiet).then(|| stdout.clone()),
+            runner_log: (single && !args.quiet).then(|| stderr.clone()),
+        };
+        let runner = runner.clone();
+        handles.push(tokio::spawn(async move {
+            runner.run_job_with(&job, options).await
+        }));
+    }
+    let mut results = Vec::new();
+    for h in handles {
+        if let Ok(r) = h.await {
+            results.push(r);
+        }
+    }
 
     let mut out = std::io::stdout().lock();
     if !single && !args.quiet {

@@ -861,6 +861,7 @@ impl<'a> JobRun<'a> {
         deadline: Option<Instant>,
     ) -> (Result<(), StageError>, Vec<u8>) {
         let started = Instant::now();
+        self.control.enter_stage(name);
         let mut args = cmd.args.clone();
         args.extend(extra_args);
         let is_cleanup = name == "cleanup";

@@ -44,6 +44,7 @@ pub(crate) struct GuestSession {
     cancel: CancellationToken,
     stdin: HashMap<ChannelId, mpsc::UnboundedSender<Vec<u8>>>,
     channels: HashMap<ChannelId, CancellationToken>,
+    pids: HashMap<ChannelId, u32>,
     env: Vec<(String, String)>,
     user: String,
 }
@@ -55,6 +56,7 @@ impl GuestSession {
             cancel,
             stdin: HashMap::new(),
             channels: HashMap::new(),
+            pids: HashMap::new(),
             env: Vec::new(),
             user: String::new(),
         }
@@ -105,6 +107,9 @@ impl GuestSession {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let pgid = child.id();
+        if let Some(pid) = pgid {
+            self.pids.insert(channel, pid);
+        }
         tokio::spawn(async move {
             let h1 = handle.clone();
             let h2 = handle.clone();
@@ -176,6 +181,24 @@ fn signal_name(sig: i32) -> Sig {
     }
 }
 
+fn signal_number(sig: &Sig) -> Option<i32> {
+    Some(match sig {
+        Sig::ABRT => libc::SIGABRT,
+        Sig::ALRM => libc::SIGALRM,
+        Sig::FPE => libc::SIGFPE,
+        Sig::HUP => libc::SIGHUP,
+        Sig::ILL => libc::SIGILL,
+        Sig::INT => libc::SIGINT,
+        Sig::KILL => libc::SIGKILL,
+        Sig::PIPE => libc::SIGPIPE,
+        Sig::QUIT => libc::SIGQUIT,
+        Sig::SEGV => libc::SIGSEGV,
+        Sig::TERM => libc::SIGTERM,
+        Sig::USR1 => libc::SIGUSR1,
+        Sig::Custom(_) => return None,
+    })
+}
+
 /// Copies a pipe to the client until EOF or until the client is gone.
 async fn pump<R, F, Fut>(reader: Option<R>, mut send: F)
 where
@@ -233,6 +256,38 @@ impl russh::server::Handler for GuestSession {
     ) -> Result<(), Self::Error> {
         // The Channel object is dropped: traffic is handled through the callbacks below.
         reply.accept().await;
+        Ok(())
+    }
+
+    /// No terminal is allocated (commands keep plain pipes), but the request succeeds so that
+    /// `ssh -t` clients go on, as with an sshd that has no tty to spare.
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    /// Forwards a client's signal to the command's process group.
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        signal: Sig,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(pgid) = self.pids.get(&channel)
+            && let Some(sig) = signal_number(&signal)
+        {
+            // SAFETY: plain syscall on a process group this session created.
+            unsafe { libc::kill(-(*pgid as i32), sig) };
+        }
         Ok(())
     }
 
@@ -297,6 +352,7 @@ impl russh::server::Handler for GuestSession {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.stdin.remove(&channel);
+        self.pids.remove(&channel);
         if let Some(t) = self.channels.remove(&channel) {
             t.cancel();
         }

@@ -217,3 +217,21 @@ impl CreateServer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowlists_refuse_values_outside_them_and_empty_lists_allow_all() {
+        let list = vec!["m1.small".to_string(), "m1.large".to_string()];
+        assert!(allowed(&list, "m1.small", "flavor").is_ok());
+        let err = allowed(&list, "m1.huge", "flavor").unwrap_err();
+        assert_eq!(err.class, ErrorClass::Invalid);
+        assert!(err.message.contains("m1.huge") && err.message.contains("m1.large"));
+        // Exact strings only: no prefix or pattern tricks.
+        assert!(allowed(&list, "m1.small ", "flavor").is_err());
+        assert!(allowed(&list, "m1.*", "flavor").is_err());
+        assert!(allowed(&[], "anything", "flavor").is_ok());
+    }
+}

@@ -4,7 +4,7 @@
 # Usage: tests/realcloud/run.sh [extra cargo test args]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
-shared=${REALCLOUD_SCRIPTS:-/work/shared/realcloud}
+shared=${REALCLOUD_SCRIPTS:-$here/../shared/realcloud}
 export REALCLOUD_DIR=${REALCLOUD_DIR:-/tmp/realcloud}
 bash "$shared/start.sh"
 export OS_CLIENT_CONFIG_FILE="$REALCLOUD_DIR/clouds.yaml"

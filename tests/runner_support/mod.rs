@@ -141,7 +141,7 @@ impl FakeDriver {
         c.preparation_retry_interval = Duration::from_millis(50);
         c.graceful_kill_timeout = Duration::from_secs(5);
         c.force_kill_timeout = Duration::from_secs(5);
-        c.held_pipe_grace = Duration::from_millis(300);
+        c.held_pipe_grace = Duration::from_secs(1);
         c
     }
 
