@@ -206,6 +206,11 @@ async fn one_job(index: u64, faults: Faults) -> Result<JobResult, String> {
     }
 
     let mut cfg = cloud.runner_config(&[default_recipe()], "chaos");
+    // The simulated VMs share this machine's file system, and the default recipe's builds dir
+    // is /home/$USERNAME/builds: a user per job keeps concurrent jobs out of each other's
+    // project directories, as separate VMs would.
+    let user = format!("e2e-chaos-{}-{index}", std::process::id());
+    cfg.service_env.push(("USERNAME".into(), user.clone()));
     // Far above what any fault here justifies; a job that needs it has hung somewhere.
     cfg.default_job_timeout = Duration::from_secs(150);
     let mut job = Job::from_script(faults.script());
@@ -215,7 +220,9 @@ async fn one_job(index: u64, faults: Faults) -> Result<JobResult, String> {
     let run = runner.run_job_with(&job, RunOptions::default());
     let Ok(r) = tokio::time::timeout(Duration::from_secs(400), run).await else {
         done.cancel();
-        return Err(format!("job {index} {faults:?}: did not finish within 400 s"));
+        return Err(format!(
+            "job {index} {faults:?}: did not finish within 400 s"
+        ));
     };
     done.cancel();
     while watchers.join_next().await.is_some() {}
@@ -269,6 +276,7 @@ async fn one_job(index: u64, faults: Faults) -> Result<JobResult, String> {
     if leaked(&counts) > 0 {
         let _ = write!(problems, "; left behind: {}", describe(&counts));
     }
+    let _ = std::fs::remove_dir_all(std::path::Path::new("/home").join(&user));
     let cloud = Arc::into_inner(cloud).expect("watchers are done");
     cloud.sim.shutdown().await;
     if problems.is_empty() {
