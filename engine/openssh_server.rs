@@ -151,8 +151,12 @@ impl OpenSshServer {
             None => free_port(config.listen)?,
         };
         let listen = SocketAddr::new(config.listen, port);
+        // `SetEnv SHLVL=1`: bash sources ~/.bashrc for commands run by sshd only in a first-level
+        // shell. A test host's .bashrc (pyenv's rehash with its lock file, say) must not slow or
+        // break the commands of tests that kill sessions mid-way.
         let mut sshd_config = format!(
             "ListenAddress {listen}\n\
+             SetEnv SHLVL=1\n\
              HostKey {host_key}\n\
              AuthorizedKeysFile {auth_keys}\n\
              PidFile none\n\

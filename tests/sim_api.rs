@@ -91,7 +91,10 @@ async fn keystone_discovery_password_and_application_credentials() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers().contains_key("www-authenticate"));
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        format!("Keystone uri=\"{}\"", api.sim.auth_url()).as_str()
+    );
 }
 
 #[tokio::test]

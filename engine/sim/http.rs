@@ -67,7 +67,7 @@ async fn gate(
         && !is_discovery(&path)
         && !token_valid(&sh, req.headers())
     {
-        unauthorized()
+        unauthorized(&sh.base_url)
     } else if service == Some(Service::Compute) {
         match parse_microversion(req.headers()) {
             Ok(v) => {

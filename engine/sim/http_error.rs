@@ -50,7 +50,7 @@ pub fn error(service: Service, status: u16, message: &str) -> Response {
 pub fn error_typed(service: Service, status: u16, kind: Option<&str>, message: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if status == 401 {
-        return unauthorized();
+        return unauthorized("");
     }
     match service {
         Service::Compute => (
@@ -87,18 +87,18 @@ pub fn error_typed(service: Service, status: u16, kind: Option<&str>, message: &
     }
 }
 
-/// The 401 that keystonemiddleware (and Keystone itself) send for a missing or bad token.
-pub fn unauthorized() -> Response {
+/// The 401 that keystonemiddleware (and Keystone itself) send for a missing or bad token;
+/// `base` is the simulator's URL, for the `WWW-Authenticate` pointer to Keystone.
+pub fn unauthorized(base: &str) -> Response {
     let mut r = (
         StatusCode::UNAUTHORIZED,
         axum::Json(json!({"error": {"code": 401, "title": "Unauthorized",
             "message": "The request you have made requires authentication."}})),
     )
         .into_response();
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Keystone uri=\"/identity/v3\""),
-    );
+    if let Ok(v) = HeaderValue::from_str(&format!("Keystone uri=\"{base}/identity/v3\"")) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
     r
 }
 

@@ -249,7 +249,7 @@ async fn issue_token(State(sh): S, body: Option<Json<Value>>) -> Response {
             method,
             app_cred_id,
         } => (user_id, scoped, method, app_cred_id),
-        Outcome::Unauthorized => return unauthorized(),
+        Outcome::Unauthorized => return unauthorized(&sh.base_url),
         Outcome::Bad(m) => return error(Service::Identity, 400, &m),
     };
     let now = SystemTime::now();
@@ -273,7 +273,7 @@ async fn issue_token(State(sh): S, body: Option<Json<Value>>) -> Response {
 
 async fn validate_token(State(sh): S, headers: HeaderMap) -> Response {
     if !token_valid(&sh, &headers) {
-        return unauthorized();
+        return unauthorized(&sh.base_url);
     }
     let subject = headers
         .get("x-subject-token")
@@ -298,7 +298,7 @@ async fn validate_token(State(sh): S, headers: HeaderMap) -> Response {
 
 async fn revoke_token(State(sh): S, headers: HeaderMap) -> Response {
     if !token_valid(&sh, &headers) {
-        return unauthorized();
+        return unauthorized(&sh.base_url);
     }
     let subject = headers
         .get("x-subject-token")

@@ -37,7 +37,7 @@ enum Backend {
     },
     /// Dropping the server kills sshd and every session it runs.
     OpenSsh {
-        _server: OpenSshServer,
+        _server: Box<OpenSshServer>,
         primary: SocketAddr,
     },
 }
@@ -192,7 +192,7 @@ impl SshHub {
             port: primary.port(),
             cancel,
             backend: Backend::OpenSsh {
-                _server: server,
+                _server: Box::new(server),
                 primary,
             },
             listeners: HashMap::new(),
