@@ -71,6 +71,8 @@ pub enum Command {
     /// The simulated OpenStack cloud (`executor sim serve`).
     #[command(subcommand)]
     Sim(crate::sim::serve::SimCommand),
+    /// Delete servers (with their key pairs and floating IPs) left behind by jobs that are over.
+    Gc(crate::gc::GcArgs),
     /// Run CI jobs end to end against the embedded simulated cloud, with a gitlab-runner stand-in.
     Simulate(crate::runner::simulate::SimulateArgs),
     /// Show the merged recipe, and the rendered steps of a stage, without calling any back end.
@@ -109,6 +111,7 @@ pub fn main() -> ExitCode {
         }
         Command::Lint { format, files } => crate::lint_command::run(&files, format),
         Command::Sim(cmd) => crate::sim::serve::run(cmd),
+        Command::Gc(args) => crate::gc::run(&cli.recipes, args),
         Command::Simulate(args) => crate::runner::simulate::run(&cli.recipes, args),
         Command::Schema => {
             print!("{}", crate::schema::recipe_schema_text());

@@ -40,6 +40,16 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Whether an idempotent API call may simply be sent again.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Transient | Self::RateLimited)
+    }
+
+    /// The snake_case name recipes use.
+    pub fn as_str(self) -> &'static str {
+        self.name()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Transient => "transient",

@@ -10,6 +10,7 @@ pub mod deferred;
 pub mod diagnostics;
 pub mod error;
 pub mod exit_codes;
+pub mod gc;
 pub mod interpreter;
 pub mod job_log;
 pub mod job_state;

@@ -125,10 +125,12 @@ fn semantic(l: &Document) -> Vec<Problem> {
     }
     for stage in Stage::WITH_STEPS {
         let mut earlier: Vec<String> = vec![];
+        // `set_vars` adds names for the later steps of its stage only.
+        let mut stage_vars = defined_vars.clone();
         for (_, index, step) in all.iter().filter(|(s, _, _)| *s == stage) {
             let pointer = format!("/{}/{index}", stage.name());
             let scope = Scope {
-                vars: &defined_vars,
+                vars: &stage_vars,
                 steps: &earlier,
                 stage: Some(stage),
             };
@@ -153,6 +155,11 @@ fn semantic(l: &Document) -> Vec<Problem> {
             }
             if let Some(id) = step.get("id").and_then(|i| i.as_str()) {
                 earlier.push(id.to_string());
+            }
+            if step.get("kind").and_then(|k| k.as_str()) == Some("set_vars") {
+                if let Some(values) = step.get("values").and_then(|v| v.as_object()) {
+                    stage_vars.extend(values.keys().cloned());
+                }
             }
         }
     }

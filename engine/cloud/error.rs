@@ -6,57 +6,9 @@
 
 use std::fmt;
 
-/// What kind of failure this is; the engine's retry rules key on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CloudErrorKind {
-    /// A 5xx answer or a broken connection: trying again later may work.
-    Transient,
-    /// 429: the cloud asked us to slow down.
-    RateLimited,
-    /// A request or a wait ran out of time.
-    Timeout,
-    /// 401/403 that is not about quota, or credentials that cannot be used.
-    Auth,
-    /// A quota is exhausted; the message says which.
-    Quota,
-    /// The resource does not exist.
-    NotFound,
-    /// 409 or an ambiguous name.
-    Conflict,
-    /// The request or the configuration is wrong; retrying cannot help.
-    Invalid,
-    /// The server went to ERROR while booting.
-    BootError,
-    /// The wait was canceled (SIGTERM).
-    Canceled,
-}
-
-impl CloudErrorKind {
-    /// The snake_case name recipes use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloudErrorKind::Transient => "transient",
-            CloudErrorKind::RateLimited => "rate_limited",
-            CloudErrorKind::Timeout => "timeout",
-            CloudErrorKind::Auth => "auth",
-            CloudErrorKind::Quota => "quota",
-            CloudErrorKind::NotFound => "not_found",
-            CloudErrorKind::Conflict => "conflict",
-            CloudErrorKind::Invalid => "invalid",
-            CloudErrorKind::BootError => "boot_error",
-            CloudErrorKind::Canceled => "canceled",
-        }
-    }
-
-    /// Whether an idempotent call may simply be sent again.
-    pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            CloudErrorKind::Transient | CloudErrorKind::RateLimited
-        )
-    }
-}
+/// What kind of failure this is: the engine's one classification, which recipes' retry rules
+/// key on. The cloud uses the API-related classes of it.
+pub type CloudErrorKind = crate::error::ErrorClass;
 
 impl fmt::Display for CloudErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -7,11 +7,11 @@ use serde_json::{Map, Value};
 
 use super::backend::Cloud;
 use super::credentials::{EnvLookup, process_env};
-use super::error::{CloudError, CloudErrorKind};
+use super::error::CloudError;
 use super::openstack::OpenStack;
 use super::ownership::Ownership;
 use super::settings::CloudSettings;
-use crate::error::{ErrorClass, StepError};
+use crate::error::StepError;
 use crate::step_context::StepContext;
 
 /// State key: the server's id.
@@ -28,23 +28,6 @@ pub const STATE_FLOATING_IP: &str = "floating_ip";
 pub const STATE_KEYPAIR: &str = "keypair_name";
 /// State key: volumes made for the job that Nova does not delete with the server.
 pub const STATE_VOLUMES: &str = "volume_ids";
-
-impl From<CloudErrorKind> for ErrorClass {
-    fn from(kind: CloudErrorKind) -> ErrorClass {
-        match kind {
-            CloudErrorKind::Transient => ErrorClass::Transient,
-            CloudErrorKind::RateLimited => ErrorClass::RateLimited,
-            CloudErrorKind::Timeout => ErrorClass::Timeout,
-            CloudErrorKind::Auth => ErrorClass::Auth,
-            CloudErrorKind::Quota => ErrorClass::Quota,
-            CloudErrorKind::NotFound => ErrorClass::NotFound,
-            CloudErrorKind::Conflict => ErrorClass::Conflict,
-            CloudErrorKind::Invalid => ErrorClass::Invalid,
-            CloudErrorKind::BootError => ErrorClass::BootError,
-            CloudErrorKind::Canceled => ErrorClass::Canceled,
-        }
-    }
-}
 
 impl From<CloudError> for StepError {
     fn from(e: CloudError) -> StepError {

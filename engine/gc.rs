@@ -1,0 +1,349 @@
+//! `executor gc`: the leak reaper. gitlab-runner never runs cleanup when it is SIGKILLed or
+//! crashes, or when cleanup outlives `cleanup_exec_timeout`; the servers such jobs leave behind
+//! (with their per-job key pairs and floating IPs) are found here by their ownership metadata
+//! and deleted.
+//!
+//! "The job is over" cannot be asked of GitLab from here, so it is inferred from the cloud: a
+//! server is over when it is older than `--older-than` (which must exceed the longest job
+//! timeout plus provisioning), or when Nova shows it ERROR or SHUTOFF (it cannot run a job any
+//! more). Servers without our metadata, or with another owner's, are never touched.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value as Json};
+
+use crate::cloud::backend::Cloud;
+use crate::cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
+use crate::cloud::keypair::job_keypair_name;
+use crate::cloud::ownership::{META_JOB, META_PROJECT, Ownership, created_at};
+use crate::cloud::reaper::list_runner_servers;
+use crate::cloud::server::Server;
+use crate::cloud::settings::CloudSettings;
+use crate::cloud::step_glue::settings_of;
+use crate::cloud::{CloudError, OpenStack};
+use crate::job_state::JobState;
+use crate::recipe_loader::{self, LoadedRecipe};
+use crate::stage::Stage;
+use crate::template::Templater;
+use crate::template_context::{ContextParts, Environment};
+
+const AFTER_HELP: &str = "\
+Which servers are reaped:
+  Only servers whose metadata carries `executor:runner` equal to the recipe's `cloud.owner`
+  (default `executor`) and an `executor:job`. Of those, a server whose job is over:
+    - it was created (metadata `executor:created`) longer ago than --older-than, or
+    - Nova shows it ERROR or SHUTOFF: it cannot run a job any more.
+  Each is deleted with its floating IPs (those carrying its job's marker) and its per-job
+  key pair, exactly as the job's own cleanup would have done. Set --older-than above your
+  longest job timeout plus provisioning time, so that running jobs are never touched.
+  Not reaped: key pairs and floating IPs whose server is already gone (e.g. a runner killed
+  between importing the key and creating the server).
+
+Run it regularly, e.g. from a systemd timer on the runner host:
+  # /etc/systemd/system/executor-gc.service
+  [Service]
+  Type=oneshot
+  EnvironmentFile=/etc/executor/env     # OS_CLOUD=..., EXECUTOR_OWNER=...
+  ExecStart=/usr/local/bin/executor gc --recipe /etc/executor/openstack.yaml --older-than 3h
+  # /etc/systemd/system/executor-gc.timer
+  [Timer]
+  OnCalendar=hourly
+  [Install]
+  WantedBy=timers.target
+or from a scheduled CI pipeline:
+  reap:
+    rules: [{ if: '$CI_PIPELINE_SOURCE == \"schedule\"' }]
+    script: executor gc --recipe recipes/openstack.yaml --older-than 3h
+
+Exit status: 0 when every server found was deleted (or listed), 1 when a deletion failed,
+2 when the recipe or the cloud could not be used.
+
+Examples:
+  executor gc --recipe recipes/openstack.yaml --dry-run
+  executor gc --recipe recipes/openstack.yaml --older-than 6h";
+
+/// `executor gc`
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct GcArgs {
+    /// A server of ours created longer ago than this is over, e.g. `3h`, `90m`, `0s` (all).
+    #[arg(long, default_value = "3h", value_parser = humantime::parse_duration)]
+    pub older_than: Duration,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("gc needs at least one --recipe")]
+    NoRecipe,
+    #[error("the recipe has {0} problem(s); run `executor lint` on it")]
+    Recipe(usize),
+    #[error("{0}")]
+    CloudBlock(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+}
+
+/// Why a server counts as over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverReason {
+    /// Nova shows it ERROR or SHUTOFF.
+    Status(String),
+    /// Created longer ago than `--older-than`.
+    Age(Duration),
+}
+
+impl std::fmt::Display for OverReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OverReason::Status(s) => write!(f, "status {s}"),
+            OverReason::Age(age) => write!(
+                f,
+                "age {}",
+                humantime::format_duration(Duration::from_secs(age.as_secs()))
+            ),
+        }
+    }
+}
+
+/// Whether `server`'s job is over (see the module doc). A server without a readable creation
+/// time is only over by its status: its age cannot be proven.
+pub fn is_over(server: &Server, older_than: Duration, now: SystemTime) -> Option<OverReason> {
+    let status = server.status.to_ascii_uppercase();
+    if status == "ERROR" || status == "SHUTOFF" {
+        return Some(OverReason::Status(status));
+    }
+    let age = now.duration_since(created_at(&server.metadata)?).ok()?;
+    (age >= older_than).then_some(OverReason::Age(age))
+}
+
+/// One server gc acted on (or would have).
+#[derive(Debug, Clone)]
+pub struct Reaped {
+    pub server_id: String,
+    pub server_name: String,
+    pub job: String,
+    pub reason: OverReason,
+    /// `None` on success (or in a dry run).
+    pub error: Option<String>,
+}
+
+/// Finds `owner`'s servers whose job is over and deletes them with their floating IPs and
+/// per-job key pairs (unless `dry_run`). Other servers are left alone.
+pub async fn reap(
+    cloud: &dyn Cloud,
+    owner: &str,
+    older_than: Duration,
+    dry_run: bool,
+    policy: &CleanupPolicy,
+) -> Result<Vec<Reaped>, CloudError> {
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    for server in list_runner_servers(cloud, owner).await? {
+        let Some(reason) = is_over(&server, older_than, now) else {
+            continue;
+        };
+        let text = |k: &str| server.metadata.get(k).cloned().unwrap_or_default();
+        let ownership = Ownership {
+            runner: owner.to_string(),
+            project: text(META_PROJECT),
+            job: text(META_JOB),
+        };
+        let mut reaped = Reaped {
+            server_id: server.id.clone(),
+            server_name: server.name.clone(),
+            job: ownership.job.clone(),
+            reason,
+            error: None,
+        };
+        if !dry_run {
+            // The name is derived from the owner, so a site's static key pair never matches it.
+            let target = CleanupTarget {
+                keypair_name: Some(job_keypair_name(&ownership)),
+                owner: ownership,
+                server_id: Some(server.id.clone()),
+                server_name: None,
+                floating_ip_ids: Vec::new(),
+                volume_ids: Vec::new(),
+            };
+            if let Err(e) = cleanup(cloud, &target, policy).await {
+                reaped.error = Some(e.to_string());
+            }
+        }
+        out.push(reaped);
+    }
+    Ok(out)
+}
+
+/// Runs the command; returns the process exit code.
+pub fn run(recipes: &[PathBuf], args: GcArgs) -> i32 {
+    match run_inner(recipes, &args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+fn run_inner(recipes: &[PathBuf], args: &GcArgs) -> Result<i32, GcError> {
+    if recipes.is_empty() {
+        return Err(GcError::NoRecipe);
+    }
+    let loaded = recipe_loader::load(recipes).map_err(|problems| {
+        eprint!(
+            "{}",
+            crate::diagnostics::render(&problems, crate::diagnostics::use_color())
+        );
+        GcError::Recipe(problems.list.len())
+    })?;
+    let settings = cloud_settings(&loaded, &Environment::from_process())?;
+    let owner = settings.owner.clone().unwrap_or_else(|| "executor".into());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(GcError::Runtime)?;
+    let reaped = runtime.block_on(async {
+        let cloud = OpenStack::connect(&settings).await?;
+        reap(
+            &cloud,
+            &owner,
+            args.older_than,
+            args.dry_run,
+            &CleanupPolicy::default(),
+        )
+        .await
+    })?;
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0;
+    for r in &reaped {
+        let verb = match (&r.error, args.dry_run) {
+            (_, true) => "would delete",
+            (None, false) => "deleted",
+            (Some(_), false) => "FAILED to delete",
+        };
+        let _ = writeln!(
+            out,
+            "{verb} server {} ({}) of job {}: {}",
+            r.server_id, r.server_name, r.job, r.reason
+        );
+        if let Some(e) = &r.error {
+            failed += 1;
+            eprintln!("error: server {}: {e}", r.server_id);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "gc (owner {owner}, older than {}): {} server(s) {}{}",
+        humantime::format_duration(args.older_than),
+        reaped.len(),
+        if args.dry_run {
+            "would be deleted"
+        } else {
+            "reaped"
+        },
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        }
+    );
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// The recipe's `cloud` block rendered without a job: gc runs outside any job, so a var that
+/// needs job variables is simply left out; only the `cloud` block must render.
+pub fn cloud_settings(
+    loaded: &LoadedRecipe,
+    environment: &Environment,
+) -> Result<CloudSettings, GcError> {
+    let templater = Templater::new();
+    let state = JobState::in_memory(Map::new());
+    let empty = Map::new();
+    let mut vars = Map::new();
+    let context = |vars: &Map<String, Json>| {
+        ContextParts {
+            environment,
+            vars,
+            steps: &empty,
+            state: state.values(),
+            run: None,
+            stage: Stage::Cleanup.name(),
+        }
+        .to_value()
+    };
+    for (name, raw) in &loaded.recipe.vars {
+        if let Ok(value) = templater.render_value(raw, &context(&vars)) {
+            vars.insert(name.clone(), value);
+        }
+    }
+    let Some(raw) = loaded.json.get("cloud") else {
+        return Ok(CloudSettings::default());
+    };
+    let rendered = templater
+        .render_value(raw, &context(&vars))
+        .map_err(|(inner, e)| {
+            GcError::CloudBlock(format!(
+                "the recipe's `cloud{inner}` block needs what only a job has: {}",
+                e.message
+            ))
+        })?;
+    settings_of(rendered).map_err(|e| GcError::CloudBlock(e.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::cloud::ownership::META_CREATED;
+
+    fn server(status: &str, created: Option<SystemTime>) -> Server {
+        let mut metadata = BTreeMap::new();
+        if let Some(t) = created {
+            metadata.insert(
+                META_CREATED.to_string(),
+                humantime::format_rfc3339_seconds(t).to_string(),
+            );
+        }
+        Server {
+            id: "id".into(),
+            name: "n".into(),
+            status: status.into(),
+            fault: None,
+            metadata,
+            addresses: Vec::new(),
+            volumes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn age_and_broken_status_make_a_job_over() {
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let old = Some(now - 4 * hour);
+        let fresh = Some(now - Duration::from_secs(60));
+        assert!(matches!(
+            is_over(&server("ACTIVE", old), 3 * hour, now),
+            Some(OverReason::Age(_))
+        ));
+        assert_eq!(is_over(&server("ACTIVE", fresh), 3 * hour, now), None);
+        assert_eq!(
+            is_over(&server("error", fresh), 3 * hour, now),
+            Some(OverReason::Status("ERROR".into()))
+        );
+        assert!(is_over(&server("SHUTOFF", None), 3 * hour, now).is_some());
+        assert_eq!(
+            is_over(&server("ACTIVE", None), Duration::ZERO, now),
+            None,
+            "no creation time: age unknown, never over by age"
+        );
+        assert!(is_over(&server("BUILD", fresh), Duration::ZERO, now).is_some());
+    }
+}

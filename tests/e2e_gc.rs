@@ -1,0 +1,331 @@
+//! The leak reaper, `executor gc`, against the simulated cloud: what it reaps, what it must
+//! never touch, and the case it exists for, a runner SIGKILLed in the middle of a job.
+
+mod e2e_support;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use e2e_support::{Cloud, default_recipe, describe, driver, leaked};
+use executor::cloud::ownership::{META_CREATED, Ownership};
+use executor::cloud::{Cloud as _, CloudSettings, OpenStack, job_keypair_name};
+use executor::runner::{Job, JobStatus, Runner};
+use executor::sim::CLOUD_NAME;
+use serde_json::json;
+
+const OWNER: &str = "e2e-gc";
+
+async fn connect(cloud: &Cloud) -> OpenStack {
+    let settings = CloudSettings {
+        cloud: Some(CLOUD_NAME.into()),
+        clouds_yaml: Some(cloud.clouds_yaml.clone()),
+        ..CloudSettings::default()
+    };
+    OpenStack::connect_with_env(&settings, &|_| None)
+        .await
+        .expect("connects to the simulator")
+}
+
+/// Boots a server straight through the API, with the given metadata and key pair.
+async fn boot(
+    os: &OpenStack,
+    name: &str,
+    metadata: BTreeMap<String, String>,
+    key_name: Option<&str>,
+) -> String {
+    let flavor = os.resolve_flavor("m1.tiny").await.expect("flavor");
+    let image = os.resolve_image("cirros-0.6.2").await.expect("image");
+    let net = os.resolve_network("private").await.expect("network");
+    let mut server = json!({
+        "name": name,
+        "flavorRef": flavor.id,
+        "imageRef": image.id,
+        "networks": [{"uuid": net.named.id}],
+        "metadata": metadata,
+    });
+    if let Some(k) = key_name {
+        server["key_name"] = json!(k);
+    }
+    os.post_server(name, json!({ "server": server }))
+        .await
+        .expect("create")
+}
+
+fn ours(job: &str, age: Duration) -> (Ownership, BTreeMap<String, String>) {
+    let owner = Ownership {
+        runner: OWNER.into(),
+        project: "7".into(),
+        job: job.into(),
+    };
+    let meta = owner.metadata(SystemTime::now() - age);
+    (owner, meta)
+}
+
+fn gc(cloud: &Cloud, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(driver())
+        .arg("gc")
+        .arg("--recipe")
+        .arg(default_recipe())
+        .args(args)
+        .envs(cloud.service_env(OWNER))
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs executor gc");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn wait_status(cloud: &Cloud, id: &str, want: &str) {
+    for _ in 0..200 {
+        if cloud.sim.server_status(id).as_deref() == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "server {id} never {want}: {:?}",
+        cloud.sim.server_status(id)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_reaps_only_our_servers_whose_job_is_over() {
+    let cloud = Cloud::start().await;
+    let os = connect(&cloud).await;
+    let hour = Duration::from_secs(3600);
+
+    // Ours and old: reaped with its per-job key pair and its floating IP.
+    let (old_owner, meta) = ours("101", 4 * hour);
+    let keypair = job_keypair_name(&old_owner);
+    os.import_keypair(&keypair, &e2e_public_key())
+        .await
+        .expect("key pair");
+    let old = boot(&os, "executor-7-101", meta, Some(&keypair)).await;
+    wait_status(&cloud, &old, "ACTIVE").await;
+    let public = os.resolve_network("public").await.expect("public");
+    let port = os.server_ports(&old).await.expect("ports")[0].id.clone();
+    os.post_floating_ip(&public.named.id, &port, &old_owner.marker())
+        .await
+        .expect("floating IP");
+
+    // Ours and fresh: a running job, left alone.
+    let (_, meta) = ours("102", Duration::from_secs(60));
+    let fresh = boot(&os, "executor-7-102", meta, None).await;
+    // Ours, fresh but ERROR: it cannot run a job, reaped.
+    cloud.sim.faults().set_create_error_share(1.0);
+    let (_, meta) = ours("103", Duration::from_secs(60));
+    let broken = boot(&os, "executor-7-103", meta, None).await;
+    wait_status(&cloud, &broken, "ERROR").await;
+    cloud.sim.faults().set_create_error_share(0.0);
+    // Not ours, though old: no metadata; another runner's; a look-alike name and a forged
+    // owner without a job key.
+    let foreign = boot(&os, "executor-7-104", BTreeMap::new(), None).await;
+    let other_owner = Ownership {
+        runner: "someone-else".into(),
+        project: "7".into(),
+        job: "105".into(),
+    };
+    let other = boot(
+        &os,
+        "executor-7-105",
+        other_owner.metadata(SystemTime::now() - 4 * hour),
+        None,
+    )
+    .await;
+    let forged = boot(
+        &os,
+        "executor-7-106",
+        BTreeMap::from([
+            ("executor:runner".to_string(), OWNER.to_string()),
+            (
+                META_CREATED.to_string(),
+                humantime::format_rfc3339_seconds(SystemTime::now() - 4 * hour).to_string(),
+            ),
+        ]),
+        None,
+    )
+    .await;
+    for id in [&fresh, &foreign, &other, &forged] {
+        wait_status(&cloud, id, "ACTIVE").await;
+    }
+    let before = cloud.sim.counts();
+    assert_eq!(
+        (before.servers, before.keypairs, before.floating_ips),
+        (6, 1, 1)
+    );
+
+    let (code, out, err) = gc(&cloud, &["--older-than", "3h", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("would delete server {old} ")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("would delete server {broken} ")),
+        "{out}"
+    );
+    assert!(out.contains("status ERROR"), "{out}");
+    assert!(out.contains("2 server(s) would be deleted"), "{out}");
+    let after_dry = cloud.sim.counts();
+    assert_eq!(
+        (
+            after_dry.servers,
+            after_dry.keypairs,
+            after_dry.floating_ips
+        ),
+        (6, 1, 1),
+        "a dry run deletes nothing"
+    );
+
+    let (code, out, err) = gc(&cloud, &["--older-than", "3h"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("deleted server {old} (executor-7-101) of job 101")),
+        "{out}"
+    );
+    assert!(out.contains("2 server(s) reaped"), "{out}");
+    let after = e2e_support::settled_counts(&cloud.sim).await;
+    let left: Vec<String> = cloud.sim.server_ids();
+    for id in [&fresh, &foreign, &other, &forged] {
+        assert!(left.contains(id), "{id} survives: {left:?}");
+    }
+    assert!(!left.contains(&old) && !left.contains(&broken), "{left:?}");
+    assert_eq!(
+        (after.keypairs, after.floating_ips),
+        (0, 0),
+        "{}",
+        describe(&after)
+    );
+
+    // Nothing over any more: a second run is a no-op.
+    let (code, out, _) = gc(&cloud, &["--older-than", "3h"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("0 server(s) reaped"), "{out}");
+    assert_eq!(cloud.sim.server_ids().len(), 4);
+}
+
+#[test]
+fn gc_without_a_recipe_or_cloud_is_an_error_not_a_panic() {
+    let out = std::process::Command::new(driver())
+        .args(["gc"])
+        .env_remove("EXECUTOR_RECIPE")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--recipe"));
+    let out = std::process::Command::new(driver())
+        .arg("gc")
+        .arg("--recipe")
+        .arg(default_recipe())
+        .env("OS_CLIENT_CONFIG_FILE", "/nonexistent/clouds.yaml")
+        .env("OS_CLOUD", "nope")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let help = std::process::Command::new(driver())
+        .args(["gc", "--help"])
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--older-than")
+            && help.contains("ERROR or SHUTOFF")
+            && help.contains("systemd"),
+        "{help}"
+    );
+}
+
+fn e2e_public_key() -> String {
+    let dir = tempfile::tempdir().expect("tmp");
+    executor::ssh::generate_job_key(dir.path(), "key", "e2e-gc")
+        .expect("key")
+        .public_openssh
+}
+
+/// The helper process of the SIGKILL test: a runner running one long job against the cloud
+/// the parent test started. It only acts when that test starts it (`E2E_CHILD_ENV` set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process of runner_killed_with_sigkill_leaves_the_vm_and_gc_removes_it"]
+async fn runner_child_for_the_sigkill_test() {
+    let Ok(env) = std::env::var("E2E_CHILD_ENV") else {
+        return;
+    };
+    let service_env: Vec<(String, String)> =
+        serde_json::from_str(&env).expect("E2E_CHILD_ENV is JSON");
+    let mut cfg = executor::runner::RunnerConfig::single_binary(
+        driver(),
+        executor::runner::simulate::driver_args(&[default_recipe()]),
+    );
+    cfg.service_env = service_env;
+    let job = Job::from_script("echo started > \"$HOME/started\"\nsleep 300");
+    let r = Runner::new(cfg).run_job(&job).await;
+    // Reached only if the parent failed to kill us.
+    assert_eq!(r.status, JobStatus::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_killed_with_sigkill_leaves_the_vm_and_gc_removes_it() {
+    let cloud = Cloud::start().await;
+    let env = serde_json::to_string(&cloud.service_env(OWNER)).expect("json");
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "runner_child_for_the_sigkill_test",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("E2E_CHILD_ENV", env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("runner process starts");
+    let server_dir = cloud
+        .wait_for_server_file("started", Duration::from_secs(120))
+        .await;
+    let server_id = server_dir
+        .file_name()
+        .expect("dir name")
+        .to_string_lossy()
+        .to_string();
+    // `kill` sends SIGKILL: the runner gets no chance to run cleanup.
+    child.kill().await.expect("SIGKILL the runner");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = cloud.sim.counts();
+    assert_eq!(
+        (counts.servers, counts.keypairs),
+        (1, 1),
+        "no cleanup ran: {}",
+        describe(&counts)
+    );
+    assert_eq!(
+        cloud
+            .sim
+            .request_log()
+            .count_path_containing("DELETE", "/servers/"),
+        0
+    );
+    assert_eq!(
+        cloud.sim.server_status(&server_id).as_deref(),
+        Some("ACTIVE")
+    );
+
+    // The job is younger than the default 3h: a default run leaves it alone...
+    let (code, out, err) = gc(&cloud, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 server(s) would be deleted"), "{out}");
+    // ...and a site that knows the runner is gone reaps everything of its own.
+    let (code, out, err) = gc(&cloud, &["--older-than", "0s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("deleted server {server_id} ")),
+        "{out}"
+    );
+    let counts = e2e_support::settled_counts(&cloud.sim).await;
+    assert_eq!(leaked(&counts), 0, "{}", describe(&counts));
+}
