@@ -130,6 +130,8 @@ async fn large_stdin_and_output_are_streamed() {
 async fn ssh_comes_up_after_active_and_can_be_dropped_mid_job() {
     let api = start(SimOptions {
         ssh_delay: Duration::from_millis(800),
+        // As for a non-root simulator: the port is a free one, so a recipe must read it.
+        prefer_port_22: false,
         ..ssh_opts()
     })
     .await;
@@ -137,8 +139,19 @@ async fn ssh_comes_up_after_active_and_can_be_dropped_mid_job() {
     keypair(&api, "k", &key).await;
     let id = api.create_ok("ssh-4", json!({"key_name": "k"})).await;
     let s = api.wait_status(&id, "ACTIVE").await;
-    // ACTIVE, but the guest has not booted: no port published, no keys on the console yet.
-    assert!(s["metadata"].get("ssh_port").is_none());
+    // ACTIVE, but the guest has not booted: its port is already published (a recipe reads it
+    // right after ACTIVE), yet refuses connections, and the console shows no keys yet.
+    let early: u16 = s["metadata"]["ssh_port"]
+        .as_str()
+        .expect("ssh_port published at ACTIVE")
+        .parse()
+        .unwrap();
+    let fixed = s["addresses"]["private"][0]["addr"].as_str().unwrap();
+    let refused = tokio::net::TcpStream::connect((fixed, early)).await;
+    assert_eq!(
+        refused.map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
     let r = api
         .post(
             &format!("/compute/v2.1/servers/{id}/action"),
@@ -147,6 +160,8 @@ async fn ssh_comes_up_after_active_and_can_be_dropped_mid_job() {
         .await;
     assert!(!r.body["output"].as_str().unwrap().contains("SSH HOST KEY"));
     let (addr, port) = api.wait_ssh_port(&id).await;
+    assert_eq!(port, early, "the guest listens on the published port");
+    assert_ne!(port, 22);
     let h = connect(&addr, port, &key, None).await.unwrap();
 
     let job =

@@ -22,7 +22,8 @@
 //! Servers get a fixed IP from 127.77.0.0/16 and floating IPs come from 127.78.0.0/16 (clear
 //! of the real test cloud's 127.42/24 and 127.44/24). Once ACTIVE (plus `ssh_delay`), each
 //! server runs an SSH endpoint on its addresses: port 22 when bindable, else a free port. The
-//! port is published in the server's metadata key **`ssh_port`** (always, also when it is 22).
+//! port is published in the server's metadata key **`ssh_port`** (always, also when it is 22)
+//! as soon as the server is ACTIVE; it refuses connections until the endpoint is up.
 
 mod console_log;
 mod faults;

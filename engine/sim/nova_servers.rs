@@ -3,9 +3,9 @@
 //! cycle that brings up each server's SSH endpoint.
 //!
 //! SSH port: when port 22 cannot be bound on the server's address, the endpoint listens on a
-//! free port instead. In both cases, once the endpoint accepts connections, the server's
-//! metadata carries it as `ssh_port` (e.g. `"ssh_port": "40211"`), and the console log shows
-//! the host key fingerprints. In the real-sshd mode the metadata also carries `ssh_user`: the
+//! free port instead. In both cases the server's metadata carries it as `ssh_port` (e.g.
+//! `"ssh_port": "40211"`) from ACTIVE on, while connections are refused until the endpoint is
+//! up; then the console log shows the host key fingerprints. In the real-sshd mode the metadata also carries `ssh_user`: the
 //! account the simulator runs as, the only one that sshd lets in.
 
 use std::net::Ipv4Addr;
@@ -812,11 +812,32 @@ async fn life_cycle(sh: Arc<Shared>, id: String, fails: bool) {
     if fails || sh.opts.ssh_mode == super::options::SshMode::Disabled {
         return;
     }
+    publish_ssh_port(&sh, &id);
     tokio::select! {
         _ = sh.shutdown.cancelled() => return,
         _ = tokio::time::sleep(sh.opts.ssh_delay) => {}
     }
     bring_up_ssh(&sh, &id).await;
+}
+
+/// A real guest's SSH port is known as soon as it is ACTIVE (it is 22), long before its sshd
+/// answers; so the simulator picks and publishes the port at ACTIVE too, and connections to it
+/// are refused until the guest "boots".
+fn publish_ssh_port(sh: &Arc<Shared>, id: &str) {
+    let mut st = sh.store();
+    let Some(&first) = st.server_addresses(id).first() else {
+        return;
+    };
+    let port = match sh.ssh.reserve(id, first) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(server = id, "cannot reserve an SSH port: {e}");
+            return;
+        }
+    };
+    if let Some(s) = st.servers.get_mut(id) {
+        s.metadata.insert("ssh_port".into(), port.to_string());
+    }
 }
 
 async fn bring_up_ssh(sh: &Arc<Shared>, id: &str) {

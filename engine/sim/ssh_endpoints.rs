@@ -53,6 +53,16 @@ pub(crate) struct SshHub {
     prefer_22: bool,
     mode: SshMode,
     endpoints: Mutex<HashMap<String, Endpoint>>,
+    /// Ports picked at ACTIVE for guests still booting: bound, so the port is theirs and can be
+    /// published, but not listening, so connections are refused as by a booting guest.
+    reserved: Mutex<HashMap<String, tokio::net::TcpSocket>>,
+}
+
+fn reserve_socket(ip: Ipv4Addr, port: u16) -> io::Result<tokio::net::TcpSocket> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.set_reuseaddr(true)?;
+    s.bind(SocketAddr::from((ip, port)))?;
+    Ok(s)
 }
 
 fn bind(ip: Ipv4Addr, port: u16) -> io::Result<TcpListener> {
@@ -67,7 +77,24 @@ impl SshHub {
             prefer_22,
             mode,
             endpoints: Mutex::new(HashMap::new()),
+            reserved: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn reserved(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::net::TcpSocket>> {
+        self.reserved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Picks the SSH port of a server that just turned ACTIVE, on its first address, so that it
+    /// can be published before the guest's sshd is up; [`SshHub::start`] later listens on it.
+    pub fn reserve(&self, server_id: &str, first: Ipv4Addr) -> io::Result<u16> {
+        let sock = match self.prefer_22 {
+            true => reserve_socket(first, 22).or_else(|_| reserve_socket(first, 0))?,
+            false => reserve_socket(first, 0)?,
+        };
+        let port = sock.local_addr()?.port();
+        self.reserved().insert(server_id.to_string(), sock);
+        Ok(port)
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Endpoint>> {
@@ -90,9 +117,14 @@ impl SshHub {
             ));
         };
         let cancel = CancellationToken::new();
+        let reserved = self.reserved().remove(server_id);
         let mut ep = match self.mode {
-            SshMode::OpenSsh => self.start_openssh(first, spec, cancel).await?,
-            _ => self.start_embedded(first, spec, cancel)?,
+            SshMode::OpenSsh => {
+                // sshd binds the port itself: hand it over by closing our socket first.
+                let port = reserved.and_then(|s| s.local_addr().ok()).map(|a| a.port());
+                self.start_openssh(first, port, spec, cancel).await?
+            }
+            _ => self.start_embedded(first, reserved, spec, cancel)?,
         };
         for &ip in &addrs[1..] {
             add_listener(&mut ep, ip);
@@ -107,12 +139,14 @@ impl SshHub {
     fn start_embedded(
         &self,
         first: Ipv4Addr,
+        reserved: Option<tokio::net::TcpSocket>,
         spec: EndpointSpec,
         cancel: CancellationToken,
     ) -> io::Result<Endpoint> {
-        let listener = match self.prefer_22 {
-            true => bind(first, 22).or_else(|_| bind(first, 0))?,
-            false => bind(first, 0)?,
+        let listener = match (reserved, self.prefer_22) {
+            (Some(sock), _) => sock.listen(1024)?,
+            (None, true) => bind(first, 22).or_else(|_| bind(first, 0))?,
+            (None, false) => bind(first, 0)?,
         };
         let port = listener.local_addr()?.port();
         let config = Arc::new(russh::server::Config {
@@ -153,6 +187,7 @@ impl SshHub {
     async fn start_openssh(
         &self,
         first: Ipv4Addr,
+        reserved_port: Option<u16>,
         spec: EndpointSpec,
         cancel: CancellationToken,
     ) -> io::Result<Endpoint> {
@@ -176,6 +211,13 @@ impl SshHub {
         cfg.extra_config = extra;
         let prefer_22 = self.prefer_22;
         let server = tokio::task::spawn_blocking(move || {
+            if let Some(port) = reserved_port {
+                cfg.port = Some(port);
+                if let Ok(s) = OpenSshServer::start(&cfg) {
+                    return Ok(s);
+                }
+                cfg.port = None;
+            }
             if prefer_22 {
                 cfg.port = Some(22);
                 if let Ok(s) = OpenSshServer::start(&cfg) {
@@ -226,6 +268,7 @@ impl SshHub {
 
     /// Stops listening and cuts every connection of the server. False when it had no endpoint.
     pub fn stop(&self, server_id: &str) -> bool {
+        self.reserved().remove(server_id);
         match self.map().remove(server_id) {
             Some(ep) => {
                 ep.cancel.cancel();
@@ -236,6 +279,7 @@ impl SshHub {
     }
 
     pub fn stop_all(&self) {
+        self.reserved().clear();
         for (_, ep) in self.map().drain() {
             ep.cancel.cancel();
         }

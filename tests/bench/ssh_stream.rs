@@ -1,85 +1,52 @@
-//! Streams 1 GiB of remote output through `executor run` and through the OpenSSH client, on the
-//! same loopback sshd in one run, and prints throughput, peak RSS and per-phase connect costs.
-//!
-//! `cargo bench --bench ssh_stream` (set `SSH_BENCH_MIB` to change the size).
+//! Item 5: remote output streamed through `executor run` and through the OpenSSH client, on the
+//! same loopback sshd in one run, plus the per-connection costs of connect, auth and exec.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use executor::openssh_server::{OpenSshServer, OpenSshServerConfig};
-use executor::ssh::{ConnectOptions, HostKeyPolicy, connect, generate_job_key};
+use executor::ssh::{ConnectOptions, HostKeyPolicy, Target, connect, generate_job_key};
 use tokio_util::sync::CancellationToken;
 
-/// Runs `cmd` to completion and returns (wall time, peak RSS in KiB, success).
-fn measure(cmd: &mut Command) -> (Duration, i64, bool) {
-    let started = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: wait4 on our own child, with valid out-pointers.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let elapsed = started.elapsed();
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    if !ok {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr {
-            let _ = std::io::Read::read_to_string(&mut e, &mut err);
-        }
-        eprintln!("command failed ({status}): {err}");
-    }
-    (elapsed, usage.ru_maxrss, ok)
+use super::proc_usage::{self, Usage};
+
+pub struct SizeRun {
+    pub mib: u64,
+    pub openssh: Usage,
+    pub ours: Usage,
+}
+
+pub struct Phases {
+    pub tcp: Duration,
+    pub handshake: Duration,
+    pub auth: Duration,
+    pub exec_true: Duration,
+    pub openssh_true: Duration,
+}
+
+pub struct Stream {
+    pub sizes: Vec<SizeRun>,
+    pub phases: Phases,
+    pub sshd: String,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn main() {
-    // `cargo bench` passes `--bench`; nothing else to parse.
-    let mib: u64 = std::env::var("SSH_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
-    let bytes = mib * 1024 * 1024;
+pub fn measure(sizes_mib: &[u64]) -> Stream {
     let work = tempfile::tempdir().expect("tempdir");
     let key = generate_job_key(work.path(), "id_ed25519", "bench").expect("key");
     let server = OpenSshServer::start(&OpenSshServerConfig::new(vec![key.public_openssh.clone()]))
         .expect("sshd (install openssh-server)");
     let host = server.addr().ip().to_string();
-    let port = server.port().to_string();
+    let port = server.port();
     let user = server.user().to_owned();
-    let remote = format!("head -c {bytes} /dev/zero");
 
-    // OpenSSH client.
-    let (ssh_time, ssh_rss, ok) = measure(
-        Command::new("ssh")
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-i"])
-            .arg(&key.private_path)
-            .args(["-p", &port, &format!("{user}@{host}"), &remote]),
-    );
-    assert!(ok, "ssh failed");
-
-    // executor: prepare (probe, pin), then run the script through the real binary.
+    // A recipe that only probes (pinning the host key) and runs the script.
     let job = work.path().join("job");
-    std::fs::create_dir_all(&job).unwrap();
+    std::fs::create_dir_all(&job).expect("job dir");
     let recipe = job.join("recipe.yaml");
     std::fs::write(
         &recipe,
@@ -89,9 +56,7 @@ fn main() {
             key.private_path.display()
         ),
     )
-    .unwrap();
-    let script = job.join("script");
-    std::fs::write(&script, format!("{remote}\n")).unwrap();
+    .expect("recipe");
     let stage = |args: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_executor"));
         c.current_dir(&job)
@@ -101,23 +66,43 @@ fn main() {
             .env("BUILD_EXIT_CODE_FILE", job.join("exit"))
             .arg("--recipe")
             .arg(&recipe)
-            .args(args);
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         c
     };
-    let (_, _, ok) = measure(&mut stage(&["prepare"]));
-    assert!(ok, "prepare failed");
-    let (ours_time, ours_rss, ok) = measure(&mut stage(&[
-        "run",
-        script.to_str().unwrap(),
-        "build_script",
-    ]));
-    assert!(ok, "executor run failed");
+    let prepared = proc_usage::run(&mut stage(&["prepare"])).expect("prepare");
+    assert_eq!(prepared.code, 0, "prepare failed");
 
-    // Per-phase costs, in process, median of several connections.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let target = executor::ssh::Target::new(host.clone(), server.port(), user.clone());
-    let (mut tcp, mut hs, mut auth, mut exec) = (vec![], vec![], vec![], vec![]);
-    let mut ssh_true = vec![];
+    let mut sizes = vec![];
+    for &mib in sizes_mib {
+        let remote = format!("head -c {} /dev/zero", mib * 1024 * 1024);
+        let openssh = proc_usage::run_quiet(&mut proc_usage::openssh(
+            &key.private_path,
+            &user,
+            &host,
+            port,
+            &remote,
+        ))
+        .expect("ssh");
+        assert_eq!(openssh.code, 0, "ssh failed");
+        let script = job.join("script");
+        std::fs::write(&script, format!("{remote}\n")).expect("script");
+        let ours = proc_usage::run(&mut stage(&[
+            "run",
+            &script.display().to_string(),
+            "build_script",
+        ]))
+        .expect("executor run");
+        assert_eq!(ours.code, 0, "executor run failed");
+        sizes.push(SizeRun { mib, openssh, ours });
+    }
+
+    // Per-connection phases, in process, median of several connections.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let target = Target::new(host.clone(), port, user.clone());
+    let (mut tcp, mut hs, mut auth, mut exec, mut floor) = (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..9 {
         rt.block_on(async {
             let s = connect(
@@ -127,7 +112,7 @@ fn main() {
                 &ConnectOptions::default(),
             )
             .await
-            .unwrap();
+            .expect("connect");
             let t = s.timings();
             tcp.push(t.tcp);
             hs.push(t.handshake);
@@ -135,63 +120,34 @@ fn main() {
             let started = Instant::now();
             s.run_command("true", None, 1024, &CancellationToken::new())
                 .await
-                .unwrap();
+                .expect("exec");
             exec.push(started.elapsed());
             s.close().await;
         });
-        let (d, _, _) = measure(
-            Command::new("ssh")
-                .args([
-                    "-o",
-                    "StrictHostKeyChecking=no",
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                ])
-                .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-i"])
-                .arg(&key.private_path)
-                .args(["-p", &port, &format!("{user}@{host}"), "true"]),
-        );
-        ssh_true.push(d);
+        let u = proc_usage::run_quiet(&mut proc_usage::openssh(
+            &key.private_path,
+            &user,
+            &host,
+            port,
+            "true",
+        ))
+        .expect("ssh true");
+        floor.push(u.wall);
     }
-
-    let mibs = |d: Duration| mib as f64 / d.as_secs_f64();
-    println!(
-        "ssh_stream: {mib} MiB of remote output to /dev/null, loopback sshd {}",
-        sshd_version()
-    );
-    println!(
-        "  OpenSSH client : {:>8.1} MiB/s  ({:.2} s)  peak RSS {:>6} KiB",
-        mibs(ssh_time),
-        ssh_time.as_secs_f64(),
-        ssh_rss
-    );
-    println!(
-        "  executor run   : {:>8.1} MiB/s  ({:.2} s)  peak RSS {:>6} KiB",
-        mibs(ours_time),
-        ours_time.as_secs_f64(),
-        ours_rss
-    );
-    println!(
-        "  throughput ratio executor/OpenSSH: {:.2}",
-        ssh_time.as_secs_f64() / ours_time.as_secs_f64()
-    );
-    println!("  (executor run includes process start, state load, connect and auth)");
-    println!(
-        "  per connection (median of 9): tcp {} | handshake {} | auth {} | exec `true` {} | OpenSSH `ssh host true` total {}",
-        ms(median(tcp)),
-        ms(median(hs)),
-        ms(median(auth)),
-        ms(median(exec)),
-        ms(median(ssh_true))
-    );
-    drop(server);
-    let _ = Path::new("");
-}
-
-fn sshd_version() -> String {
-    Command::new(executor::openssh_server::find_sshd().unwrap_or_default())
+    let sshd = Command::new(executor::openssh_server::find_sshd().unwrap_or_default())
         .arg("-V")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    Stream {
+        sizes,
+        phases: Phases {
+            tcp: median(tcp),
+            handshake: median(hs),
+            auth: median(auth),
+            exec_true: median(exec),
+            openssh_true: median(floor),
+        },
+        sshd,
+    }
 }

@@ -197,12 +197,14 @@ impl Api {
         }
     }
 
-    /// Polls until the server's metadata has `ssh_port`.
+    /// Polls until the server's metadata has `ssh_port` and its endpoint accepts connections.
     pub async fn wait_ssh_port(&self, id: &str) -> (String, u16) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let s = self.server(id).await.body["server"].clone();
-            if let Some(p) = s["metadata"]["ssh_port"].as_str() {
+            if let Some(p) = s["metadata"]["ssh_port"].as_str()
+                && self.sim.ssh_port(id).is_some()
+            {
                 let addr = s["addresses"]["private"][0]["addr"]
                     .as_str()
                     .unwrap()
