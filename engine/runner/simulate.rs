@@ -179,6 +179,17 @@ async fn simulate(
     cfg.service_env = vec![
         ("OS_CLIENT_CONFIG_FILE".into(), clouds.display().to_string()),
         ("OS_CLOUD".into(), CLOUD_NAME.into()),
+        // Simulated servers share this machine's file system: keep builds in the simulation's
+        // own directory, one per concurrent slot (gitlab-runner's shared-builds-dir layout).
+        (
+            "BUILDS_DIR".into(),
+            dir.path().join("builds").display().to_string(),
+        ),
+        (
+            "CACHE_DIR".into(),
+            dir.path().join("cache").display().to_string(),
+        ),
+        ("BUILDS_DIR_IS_SHARED".into(), "true".into()),
         // A site tunes this to its cloud's usual boot time; the simulator knows it exactly.
         (
             "EXPECTED_BOOT_TIME".into(),
