@@ -50,7 +50,12 @@ async fn python_openstacksdk_drives_the_simulator() {
         out.status
     );
 
-    // The script cleaned up after itself; the simulator agrees that nothing leaked.
+    // The script cleaned up after itself; the simulator agrees that nothing leaked. Give a
+    // deletion the script saw finish a moment to settle on a loaded machine (bounded).
+    let settle = std::time::Instant::now() + Duration::from_secs(10);
+    while sim.counts() != before && std::time::Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(sim.counts(), before);
     let log = sim.request_log();
     assert_eq!(log.count("POST", "/compute/v2.1/servers"), 3);
