@@ -10,6 +10,9 @@ use executor::cloud::*;
 use executor::sim::{Scope, Service, SimCloud, SimOptions, SshMode};
 use tokio_util::sync::CancellationToken;
 
+mod cloud_support;
+use cloud_support::{spec, target};
+
 fn opts() -> SimOptions {
     SimOptions {
         ssh_mode: SshMode::Disabled,
@@ -43,20 +46,6 @@ fn owner(job: &str) -> Ownership {
     }
 }
 
-fn spec(name: &str) -> ServerSpec {
-    ServerSpec {
-        name: name.into(),
-        flavor: "m1.tiny".into(),
-        image: "cirros-0.6.2".into(),
-        networks: vec![NetworkAttachment {
-            network: Some("private".into()),
-            port: None,
-            fixed_ip: None,
-        }],
-        ..ServerSpec::default()
-    }
-}
-
 fn wait() -> WaitPolicy {
     WaitPolicy {
         timeout: Duration::from_secs(60),
@@ -70,17 +59,6 @@ fn quick() -> CleanupPolicy {
     CleanupPolicy {
         timeout: Duration::from_secs(30),
         interval: Duration::from_millis(50),
-    }
-}
-
-fn target(o: &Ownership, name: &str, id: Option<String>) -> CleanupTarget {
-    CleanupTarget {
-        owner: o.clone(),
-        server_id: id,
-        server_name: Some(name.into()),
-        floating_ip_ids: vec![],
-        keypair_name: None,
-        volume_ids: vec![],
     }
 }
 

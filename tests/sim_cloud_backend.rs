@@ -9,6 +9,9 @@ use executor::cloud::*;
 use executor::sim::{APPCRED_CLOUD_NAME, CLOUD_NAME, SimCloud, SimOptions, SshMode};
 use tokio_util::sync::CancellationToken;
 
+mod cloud_support;
+use cloud_support::{spec, target};
+
 fn settings(sim_dir: &std::path::Path, cloud: &str) -> CloudSettings {
     CloudSettings {
         cloud: Some(cloud.into()),
@@ -26,37 +29,12 @@ fn owner(job: &str) -> Ownership {
     }
 }
 
-fn spec(name: &str) -> ServerSpec {
-    ServerSpec {
-        name: name.into(),
-        flavor: "m1.tiny".into(),
-        image: "cirros-0.6.2".into(),
-        networks: vec![NetworkAttachment {
-            network: Some("private".into()),
-            port: None,
-            fixed_ip: None,
-        }],
-        ..ServerSpec::default()
-    }
-}
-
 fn quick_wait() -> WaitPolicy {
     WaitPolicy {
         timeout: Duration::from_secs(30),
         expected: Duration::from_millis(100),
         min_interval: Duration::from_millis(50),
         max_interval: Duration::from_millis(200),
-    }
-}
-
-fn target(owner: &Ownership, name: &str, id: Option<String>) -> CleanupTarget {
-    CleanupTarget {
-        owner: owner.clone(),
-        server_id: id,
-        server_name: Some(name.into()),
-        floating_ip_ids: vec![],
-        keypair_name: None,
-        volume_ids: vec![],
     }
 }
 
