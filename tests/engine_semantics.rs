@@ -15,7 +15,9 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 
 fn prepare(dir: &Path, recipes: &[&Path]) -> std::process::Output {
     let mut c = Command::cargo_bin("executor").unwrap();
+    // Plain text whatever the surrounding CI says: a `CI` variable turns colour on.
     c.current_dir(dir)
+        .env("NO_COLOR", "1")
         .env("BUILD_FAILURE_EXIT_CODE", "11")
         .env("SYSTEM_FAILURE_EXIT_CODE", "12");
     for r in recipes {
@@ -225,4 +227,37 @@ fn the_default_recipe_refuses_a_host_key_the_console_did_not_print() {
         !t.condition(when, &no_console).unwrap(),
         "console step failed: keep the pin"
     );
+}
+
+#[test]
+fn warnings_are_yellow_in_ci_logs_unless_no_color_is_set() {
+    let d = tempfile::tempdir().unwrap();
+    let r = write(
+        d.path(),
+        "r.yaml",
+        "version: 1\nprepare:\n  - id: w\n    kind: log\n    level: warning\n    message: careful\n",
+    );
+    let run = |no_color: Option<&str>| {
+        let mut c = Command::cargo_bin("executor").unwrap();
+        c.current_dir(d.path())
+            .env("CI", "true")
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        let out = c
+            .args(["--recipe", r.to_str().unwrap(), "prepare"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let coloured = run(None);
+    assert!(
+        coloured.contains("\x1b[0;33mWARNING:\x1b[0m careful"),
+        "{coloured:?}"
+    );
+    let plain = run(Some("1"));
+    assert!(plain.contains("WARNING: careful"), "{plain:?}");
+    assert!(!plain.contains('\x1b'), "{plain:?}");
 }
