@@ -8,6 +8,7 @@
 //! timeout plus provisioning), or when Nova shows it ERROR or SHUTOFF (it cannot run a job any
 //! more). Servers without our metadata, or with another owner's, are never touched.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -18,7 +19,9 @@ use crate::cloud::backend::Cloud;
 use crate::cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 use crate::cloud::keypair::job_keypair_name;
 use crate::cloud::ownership::{META_JOB, META_PROJECT, Ownership, created_at};
-use crate::cloud::reaper::list_runner_servers;
+use crate::cloud::reaper::{
+    Leftover, list_runner_servers, orphaned_floating_ips, orphaned_keypairs,
+};
 use crate::cloud::server::Server;
 use crate::cloud::settings::CloudSettings;
 use crate::cloud::step_glue::settings_of;
@@ -38,8 +41,10 @@ Which servers are reaped:
   Each is deleted with its floating IPs (those carrying its job's marker) and its per-job
   key pair, exactly as the job's own cleanup would have done. Set --older-than above your
   longest job timeout plus provisioning time, so that running jobs are never touched.
-  Not reaped: key pairs and floating IPs whose server is already gone (e.g. a runner killed
-  between importing the key and creating the server).
+  Also reaped, once older than --older-than: per-job key pairs (named
+  executor-<owner>-<project id>-<job id>) that no server of ours still uses, and floating IPs
+  with our marker that are associated with nothing. A runner killed between importing the key
+  and creating the server leaves such a key pair; a server deleted by hand leaves such an IP.
 
 Run it regularly, e.g. from a systemd timer on the runner host:
   # /etc/systemd/system/executor-gc.service
@@ -57,7 +62,7 @@ or from a scheduled CI pipeline:
     rules: [{ if: '$CI_PIPELINE_SOURCE == \"schedule\"' }]
     script: executor gc --recipe recipes/openstack.yaml --older-than 3h
 
-Exit status: 0 when every server found was deleted (or listed), 1 when a deletion failed,
+Exit status: 0 when everything found was deleted (or listed), 1 when a deletion failed,
 2 when the recipe or the cloud could not be used.
 
 Examples:
@@ -68,7 +73,7 @@ Examples:
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct GcArgs {
-    /// A server of ours created longer ago than this is over, e.g. `3h`, `90m`, `0s` (all).
+    /// Anything of ours made longer ago than this is over, e.g. `3h`, `90m`, `0s` (all).
     #[arg(long, default_value = "3h", value_parser = humantime::parse_duration)]
     pub older_than: Duration,
     /// List what would be deleted; delete nothing.
@@ -97,17 +102,22 @@ pub enum OverReason {
     Status(String),
     /// Created longer ago than `--older-than`.
     Age(Duration),
+    /// A key pair or floating IP whose server is gone, this old.
+    Orphaned(Duration),
+}
+
+fn whole_seconds(d: &Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(d.as_secs()))
 }
 
 impl std::fmt::Display for OverReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OverReason::Status(s) => write!(f, "status {s}"),
-            OverReason::Age(age) => write!(
-                f,
-                "age {}",
-                humantime::format_duration(Duration::from_secs(age.as_secs()))
-            ),
+            OverReason::Age(age) => write!(f, "age {}", whole_seconds(age)),
+            OverReason::Orphaned(age) => {
+                write!(f, "its server is gone, age {}", whole_seconds(age))
+            }
         }
     }
 }
@@ -123,11 +133,10 @@ pub fn is_over(server: &Server, older_than: Duration, now: SystemTime) -> Option
     (age >= older_than).then_some(OverReason::Age(age))
 }
 
-/// One server gc acted on (or would have).
+/// One thing gc acted on (or would have).
 #[derive(Debug, Clone)]
 pub struct Reaped {
-    pub server_id: String,
-    pub server_name: String,
+    pub what: Leftover,
     pub job: String,
     pub reason: OverReason,
     /// `None` on success (or in a dry run).
@@ -135,7 +144,8 @@ pub struct Reaped {
 }
 
 /// Finds `owner`'s servers whose job is over and deletes them with their floating IPs and
-/// per-job key pairs (unless `dry_run`). Other servers are left alone.
+/// per-job key pairs, then the key pairs and floating IPs older than `older_than` whose
+/// server is already gone (unless `dry_run`). Everything else is left alone.
 pub async fn reap(
     cloud: &dyn Cloud,
     owner: &str,
@@ -145,27 +155,32 @@ pub async fn reap(
 ) -> Result<Vec<Reaped>, CloudError> {
     let now = SystemTime::now();
     let mut out = Vec::new();
+    let mut in_use = HashSet::new();
     for server in list_runner_servers(cloud, owner).await? {
-        let Some(reason) = is_over(&server, older_than, now) else {
-            continue;
-        };
         let text = |k: &str| server.metadata.get(k).cloned().unwrap_or_default();
         let ownership = Ownership {
             runner: owner.to_string(),
             project: text(META_PROJECT),
             job: text(META_JOB),
         };
+        // The name is derived from the owner, so a site's static key pair never matches it.
+        let keypair_name = job_keypair_name(&ownership);
+        let Some(reason) = is_over(&server, older_than, now) else {
+            in_use.insert(keypair_name);
+            continue;
+        };
         let mut reaped = Reaped {
-            server_id: server.id.clone(),
-            server_name: server.name.clone(),
+            what: Leftover::Server {
+                id: server.id.clone(),
+                name: server.name.clone(),
+            },
             job: ownership.job.clone(),
             reason,
             error: None,
         };
         if !dry_run {
-            // The name is derived from the owner, so a site's static key pair never matches it.
             let target = CleanupTarget {
-                keypair_name: Some(job_keypair_name(&ownership)),
+                keypair_name: Some(keypair_name.clone()),
                 owner: ownership,
                 server_id: Some(server.id.clone()),
                 server_name: None,
@@ -174,7 +189,29 @@ pub async fn reap(
             };
             if let Err(e) = cleanup(cloud, &target, policy).await {
                 reaped.error = Some(e.to_string());
+                in_use.insert(keypair_name);
             }
+        } else {
+            in_use.insert(keypair_name);
+        }
+        out.push(reaped);
+    }
+    let mut orphans = orphaned_keypairs(cloud, owner, &in_use, older_than, now).await?;
+    orphans.extend(orphaned_floating_ips(cloud, owner, older_than, now).await?);
+    for orphan in orphans {
+        let mut reaped = Reaped {
+            what: orphan.what,
+            job: orphan.owner.job,
+            reason: OverReason::Orphaned(orphan.age),
+            error: None,
+        };
+        if !dry_run {
+            let deleted = match &reaped.what {
+                Leftover::KeyPair { name } => cloud.delete_keypair(name).await,
+                Leftover::FloatingIp { id, .. } => cloud.delete_floating_ip(id).await,
+                Leftover::Server { .. } => Ok(()),
+            };
+            reaped.error = deleted.err().map(|e| e.to_string());
         }
         out.push(reaped);
     }
@@ -228,21 +265,20 @@ fn run_inner(recipes: &[PathBuf], args: &GcArgs) -> Result<i32, GcError> {
             (None, false) => "deleted",
             (Some(_), false) => "FAILED to delete",
         };
-        let _ = writeln!(
-            out,
-            "{verb} server {} ({}) of job {}: {}",
-            r.server_id, r.server_name, r.job, r.reason
-        );
+        let _ = writeln!(out, "{verb} {} of job {}: {}", r.what, r.job, r.reason);
         if let Some(e) = &r.error {
             failed += 1;
-            eprintln!("error: server {}: {e}", r.server_id);
+            eprintln!("error: {}: {e}", r.what);
         }
     }
+    let count = |kind: fn(&Leftover) -> bool| reaped.iter().filter(|r| kind(&r.what)).count();
     let _ = writeln!(
         out,
-        "gc (owner {owner}, older than {}): {} server(s) {}{}",
+        "gc (owner {owner}, older than {}): {} server(s), {} key pair(s), {} floating IP(s) {}{}",
         humantime::format_duration(args.older_than),
-        reaped.len(),
+        count(|w| matches!(w, Leftover::Server { .. })),
+        count(|w| matches!(w, Leftover::KeyPair { .. })),
+        count(|w| matches!(w, Leftover::FloatingIp { .. })),
         if args.dry_run {
             "would be deleted"
         } else {

@@ -222,6 +222,9 @@ impl Cloud for Fake {
     async fn floating_ips_on_port(&self, _: &str) -> Result<Vec<FloatingIp>, CloudError> {
         Ok(vec![])
     }
+    async fn list_floating_ips(&self) -> Result<Vec<FloatingIp>, CloudError> {
+        Ok(vec![])
+    }
     async fn delete_floating_ip(&self, _: &str) -> Result<(), CloudError> {
         Ok(())
     }
@@ -240,6 +243,12 @@ impl Cloud for Fake {
     }
     async fn keypair_public_key(&self, name: &str) -> Result<Option<String>, CloudError> {
         Ok(self.0.lock().unwrap().keypairs.get(name).cloned())
+    }
+    async fn list_keypair_names(&self) -> Result<Vec<String>, CloudError> {
+        Ok(self.0.lock().unwrap().keypairs.keys().cloned().collect())
+    }
+    async fn keypair_created(&self, _: &str) -> Result<Option<std::time::SystemTime>, CloudError> {
+        Ok(None)
     }
     async fn delete_keypair(&self, name: &str) -> Result<(), CloudError> {
         self.0.lock().unwrap().keypairs.remove(name);

@@ -356,3 +356,111 @@ async fn quota_exhaustion_names_the_quota() {
         .unwrap();
     assert!(report.servers_deleted.is_empty());
 }
+
+#[tokio::test]
+async fn the_reaper_finds_and_deletes_orphans_by_the_real_services_timestamps() {
+    if !enabled() {
+        return;
+    }
+    let os = demo().await;
+    let u = unique();
+    // Per-job key pair names need numeric project and job ids, as GitLab's are.
+    let me = Ownership {
+        runner: format!("rt-{u}"),
+        project: "42".into(),
+        job: "9001".into(),
+    };
+    let key_name = job_keypair_name(&me);
+    import_job_keypair(
+        &os,
+        &key_name,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e test",
+        true,
+    )
+    .await
+    .unwrap();
+    // A server deleted by hand, without the job's cleanup: its floating IP stays behind.
+    let created = create_server(
+        &os,
+        &spec(&format!("ci-{u}-orphan"), "m1.tiny"),
+        &me,
+        &CreateOptions::default(),
+    )
+    .await
+    .unwrap();
+    let server = wait_active(
+        &os,
+        &created.server_id,
+        &quick_wait(),
+        &CancellationToken::new(),
+        &mut |_: &str| {},
+    )
+    .await
+    .unwrap();
+    let fip = attach_floating_ip(&os, &server.id, "public", None, &me)
+        .await
+        .unwrap();
+    os.delete_server(&server.id).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while os.get_server(&server.id).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server never went away"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let now = std::time::SystemTime::now() + Duration::from_secs(2);
+    let in_use = std::collections::HashSet::new();
+    let keypairs = reaper::orphaned_keypairs(&os, &me.runner, &in_use, Duration::ZERO, now)
+        .await
+        .unwrap();
+    assert_eq!(keypairs.len(), 1, "{keypairs:?}");
+    assert_eq!(keypairs[0].owner, me);
+    // Nova's zone-less created_at was read as UTC: the key pair is seconds old, not hours.
+    assert!(keypairs[0].age < Duration::from_secs(600), "{keypairs:?}");
+    let mut fips = Vec::new();
+    for _ in 0..60 {
+        fips = reaper::orphaned_floating_ips(&os, &me.runner, Duration::ZERO, now)
+            .await
+            .unwrap();
+        if !fips.is_empty() {
+            break;
+        }
+        // Neutron unbinds the floating IP when Nova's port goes, which may trail the server.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(fips.len(), 1, "{fips:?}");
+    assert!(fips[0].age < Duration::from_secs(600), "{fips:?}");
+    // Not old enough for a 1 h threshold.
+    assert!(
+        reaper::orphaned_keypairs(&os, &me.runner, &in_use, Duration::from_secs(3600), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let reaped = executor::gc::reap(
+        &os,
+        &me.runner,
+        Duration::ZERO,
+        false,
+        &CleanupPolicy::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reaped.len(), 2, "{reaped:?}");
+    assert!(reaped.iter().all(|r| r.error.is_none()), "{reaped:?}");
+    assert!(os.keypair_public_key(&key_name).await.unwrap().is_none());
+    let call = Call::new(
+        "show floating IP",
+        fip.id.clone(),
+        Method::GET,
+        Service::Network,
+        &["floatingips", &fip.id],
+    );
+    assert_eq!(
+        os.api().send(call).await.unwrap_err().kind,
+        CloudErrorKind::NotFound
+    );
+}

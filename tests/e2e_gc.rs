@@ -92,11 +92,61 @@ async fn wait_status(cloud: &Cloud, id: &str, want: &str) {
     );
 }
 
+/// A floating IP with `marker` whose server was deleted without its cleanup (by hand).
+async fn unattached_floating_ip(cloud: &Cloud, os: &OpenStack, marker: &str) {
+    let server = boot(os, "deleted-by-hand", BTreeMap::new(), None).await;
+    wait_status(cloud, &server, "ACTIVE").await;
+    let public = os.resolve_network("public").await.expect("public");
+    let port = os.server_ports(&server).await.expect("ports")[0].id.clone();
+    os.post_floating_ip(&public.named.id, &port, marker)
+        .await
+        .expect("floating IP");
+    os.delete_server(&server).await.expect("delete");
+    for _ in 0..200 {
+        if cloud.sim.server_status(&server).is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server {server} never went away");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_reaps_only_our_servers_whose_job_is_over() {
     let cloud = Cloud::start().await;
     let os = connect(&cloud).await;
     let hour = Duration::from_secs(3600);
+
+    // Made four hours ago: an orphaned per-job key pair and floating IP of ours (reaped), the
+    // same of another runner's, a site's static key pair, and the key pair of a job that is
+    // still running (all left alone).
+    let (orphan_owner, _) = ours("201", Duration::ZERO);
+    let orphan_keypair = job_keypair_name(&orphan_owner);
+    let other_owner = Ownership {
+        runner: "someone-else".into(),
+        project: "7".into(),
+        job: "105".into(),
+    };
+    let (running_owner, _) = ours("102", Duration::ZERO);
+    let running_keypair = job_keypair_name(&running_owner);
+    for name in [
+        orphan_keypair.as_str(),
+        &job_keypair_name(&other_owner),
+        "site-static",
+        &running_keypair,
+    ] {
+        os.import_keypair(name, &e2e_public_key())
+            .await
+            .expect("key pair");
+    }
+    unattached_floating_ip(&cloud, &os, &orphan_owner.marker()).await;
+    unattached_floating_ip(&cloud, &os, &other_owner.marker()).await;
+    cloud.sim.backdate(4 * hour);
+    // An orphan too young to be sure of: its job may be between key import and server create.
+    let (young_owner, _) = ours("202", Duration::ZERO);
+    os.import_keypair(&job_keypair_name(&young_owner), &e2e_public_key())
+        .await
+        .expect("key pair");
 
     // Ours and old: reaped with its per-job key pair and its floating IP.
     let (old_owner, meta) = ours("101", 4 * hour);
@@ -112,9 +162,9 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
         .await
         .expect("floating IP");
 
-    // Ours and fresh: a running job, left alone.
+    // Ours and fresh: a running job, left alone with its (old) key pair.
     let (_, meta) = ours("102", Duration::from_secs(60));
-    let fresh = boot(&os, "executor-7-102", meta, None).await;
+    let fresh = boot(&os, "executor-7-102", meta, Some(&running_keypair)).await;
     // Ours, fresh but ERROR: it cannot run a job, reaped.
     cloud.sim.faults().set_create_error_share(1.0);
     let (_, meta) = ours("103", Duration::from_secs(60));
@@ -124,11 +174,6 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
     // Not ours, though old: no metadata; another runner's; a look-alike name and a forged
     // owner without a job key.
     let foreign = boot(&os, "executor-7-104", BTreeMap::new(), None).await;
-    let other_owner = Ownership {
-        runner: "someone-else".into(),
-        project: "7".into(),
-        job: "105".into(),
-    };
     let other = boot(
         &os,
         "executor-7-105",
@@ -155,7 +200,7 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
     let before = cloud.sim.counts();
     assert_eq!(
         (before.servers, before.keypairs, before.floating_ips),
-        (6, 1, 1)
+        (6, 6, 3)
     );
 
     let (code, out, err) = gc(&cloud, &["--older-than", "3h", "--dry-run"]);
@@ -169,7 +214,22 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
         "{out}"
     );
     assert!(out.contains("status ERROR"), "{out}");
-    assert!(out.contains("2 server(s) would be deleted"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "would delete key pair {orphan_keypair} of job 201: its server is gone, age 4h"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("would delete floating IP ")
+                && l.ends_with(" of job 201: its server is gone, age 4h")),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 server(s), 1 key pair(s), 1 floating IP(s) would be deleted"),
+        "{out}"
+    );
     let after_dry = cloud.sim.counts();
     assert_eq!(
         (
@@ -177,7 +237,7 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
             after_dry.keypairs,
             after_dry.floating_ips
         ),
-        (6, 1, 1),
+        (6, 6, 3),
         "a dry run deletes nothing"
     );
 
@@ -187,24 +247,36 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
         out.contains(&format!("deleted server {old} (executor-7-101) of job 101")),
         "{out}"
     );
-    assert!(out.contains("2 server(s) reaped"), "{out}");
+    assert!(
+        out.contains("2 server(s), 1 key pair(s), 1 floating IP(s) reaped"),
+        "{out}"
+    );
     let after = e2e_support::settled_counts(&cloud.sim).await;
     let left: Vec<String> = cloud.sim.server_ids();
     for id in [&fresh, &foreign, &other, &forged] {
         assert!(left.contains(id), "{id} survives: {left:?}");
     }
     assert!(!left.contains(&old) && !left.contains(&broken), "{left:?}");
+    // Left: the other runner's, the site's, the running job's and the young one's key pairs,
+    // and the other runner's floating IP.
     assert_eq!(
         (after.keypairs, after.floating_ips),
-        (0, 0),
+        (4, 1),
         "{}",
         describe(&after)
     );
+    for name in ["site-static", running_keypair.as_str()] {
+        assert!(os.keypair_exists(name).await.unwrap(), "{name} survives");
+    }
+    assert!(!os.keypair_exists(&orphan_keypair).await.unwrap());
 
     // Nothing over any more: a second run is a no-op.
     let (code, out, _) = gc(&cloud, &["--older-than", "3h"]);
     assert_eq!(code, 0);
-    assert!(out.contains("0 server(s) reaped"), "{out}");
+    assert!(
+        out.contains("0 server(s), 0 key pair(s), 0 floating IP(s) reaped"),
+        "{out}"
+    );
     assert_eq!(cloud.sim.server_ids().len(), 4);
 }
 
@@ -318,7 +390,10 @@ async fn runner_killed_with_sigkill_leaves_the_vm_and_gc_removes_it() {
     // The job is younger than the default 3h: a default run leaves it alone...
     let (code, out, err) = gc(&cloud, &["--dry-run"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("0 server(s) would be deleted"), "{out}");
+    assert!(
+        out.contains("0 server(s), 0 key pair(s), 0 floating IP(s) would be deleted"),
+        "{out}"
+    );
     // ...and a site that knows the runner is gone reaps everything of its own.
     let (code, out, err) = gc(&cloud, &["--older-than", "0s"]);
     assert_eq!(code, 0, "{out}{err}");

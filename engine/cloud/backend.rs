@@ -3,6 +3,8 @@
 //! `OpenStack` implements it over HTTP. The orchestration on top (create without duplicates,
 //! wait, cleanup) is written against the trait, so it can be tested against any implementation.
 
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
@@ -39,6 +41,8 @@ pub struct FloatingIp {
     pub port_id: Option<String>,
     /// Its description (we put our ownership marker there).
     pub description: String,
+    /// When Neutron made it, if it says.
+    pub created: Option<SystemTime>,
 }
 
 /// What a resolved network is.
@@ -90,6 +94,8 @@ pub trait Cloud: Send + Sync {
     ) -> Result<FloatingIp, CloudError>;
     /// Floating IPs associated with a port.
     async fn floating_ips_on_port(&self, port_id: &str) -> Result<Vec<FloatingIp>, CloudError>;
+    /// Every floating IP the credentials can see (the reaper looks for orphans among them).
+    async fn list_floating_ips(&self) -> Result<Vec<FloatingIp>, CloudError>;
     /// Releases a floating IP; a missing one is fine.
     async fn delete_floating_ip(&self, id: &str) -> Result<(), CloudError>;
 
@@ -97,6 +103,10 @@ pub trait Cloud: Send + Sync {
     async fn import_keypair(&self, name: &str, public_key: &str) -> Result<(), CloudError>;
     /// The public key stored under `name`, if any.
     async fn keypair_public_key(&self, name: &str) -> Result<Option<String>, CloudError>;
+    /// The names of the user's key pairs.
+    async fn list_keypair_names(&self) -> Result<Vec<String>, CloudError>;
+    /// When a key pair was made; `None` when it is gone or Nova does not say.
+    async fn keypair_created(&self, name: &str) -> Result<Option<SystemTime>, CloudError>;
     /// Deletes a key pair; a missing one is fine.
     async fn delete_keypair(&self, name: &str) -> Result<(), CloudError>;
     /// Deletes a volume; a missing one is fine.

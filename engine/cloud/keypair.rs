@@ -19,6 +19,29 @@ pub fn job_keypair_name(owner: &Ownership) -> String {
         .collect()
 }
 
+/// The job a per-job key pair name belongs to, when it is one of `runner`'s. GitLab's project
+/// and job ids are numbers, which keeps the parse unambiguous: runner `a` never claims runner
+/// `a-1`'s key pairs.
+pub fn job_of_keypair_name(runner: &str, name: &str) -> Option<Ownership> {
+    let prefix = job_keypair_name(&Ownership {
+        runner: runner.to_string(),
+        project: String::new(),
+        job: String::new(),
+    });
+    let rest = name.strip_prefix(prefix.strip_suffix('-')?)?;
+    let (project, job) = rest.rsplit_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(project) || !digits(job) {
+        return None;
+    }
+    let owner = Ownership {
+        runner: runner.to_string(),
+        project: project.to_string(),
+        job: job.to_string(),
+    };
+    (job_keypair_name(&owner) == name).then_some(owner)
+}
+
 fn same_key(a: &str, b: &str) -> bool {
     // Compare type and key material; the comment may differ.
     let fields = |s: &str| {
@@ -74,6 +97,44 @@ pub async fn import_job_keypair(
                 }
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(runner: &str, project: &str, job: &str) -> Ownership {
+        Ownership {
+            runner: runner.into(),
+            project: project.into(),
+            job: job.into(),
+        }
+    }
+
+    #[test]
+    fn a_per_job_name_parses_back_to_its_job_for_its_runner_only() {
+        let name = job_keypair_name(&owner("a-1", "5", "7"));
+        assert_eq!(name, "executor-a-1-5-7");
+        assert_eq!(
+            job_of_keypair_name("a-1", &name),
+            Some(owner("a-1", "5", "7"))
+        );
+        // Runner `a` sees "1-5-7" after its prefix: not <project>-<job>.
+        assert_eq!(job_of_keypair_name("a", &name), None);
+        assert_eq!(
+            job_of_keypair_name("a", "executor-a-12-34"),
+            Some(owner("a", "12", "34"))
+        );
+        for foreign in [
+            "site-static",
+            "executor-a-x-34",
+            "executor-a--34",
+            "executor-a-12-",
+            "executor-b-1-2",
+        ] {
+            assert_eq!(job_of_keypair_name("a", foreign), None, "{foreign}");
         }
     }
 }

@@ -1,5 +1,7 @@
 //! `Cloud` over OpenStack's HTTP APIs.
 
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 use osauth::ApiVersion;
 use reqwest::Method;
@@ -61,7 +63,13 @@ fn floating_ip(v: &Value) -> FloatingIp {
         address: text(v, "floating_ip_address"),
         port_id: v.get("port_id").and_then(Value::as_str).map(str::to_string),
         description: text(v, "description"),
+        created: timestamp(v, "created_at"),
     }
+}
+
+/// Nova prints `2026-11-28T08:17:06.123456` (no zone, UTC); Neutron adds a `Z`.
+fn timestamp(v: &Value, key: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(v.get(key)?.as_str()?.trim_end_matches('Z')).ok()
 }
 
 /// Whether a missing resource is the answer rather than a failure.
@@ -522,6 +530,23 @@ impl Cloud for OpenStack {
             .collect())
     }
 
+    async fn list_floating_ips(&self) -> Result<Vec<FloatingIp>, CloudError> {
+        let call = Call::new(
+            "list floating IPs",
+            "floating IPs".to_string(),
+            Method::GET,
+            Service::Network,
+            &["floatingips"],
+        );
+        let reply = self.api.send(call).await?;
+        Ok(reply.body["floatingips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(floating_ip)
+            .collect())
+    }
+
     async fn delete_floating_ip(&self, id: &str) -> Result<(), CloudError> {
         let call = Call::new(
             "release floating IP",
@@ -558,6 +583,36 @@ impl Cloud for OpenStack {
             &["os-keypairs", name],
         );
         Ok(absent_ok(self.api.send(call).await)?.map(|r| text(&r.body["keypair"], "public_key")))
+    }
+
+    async fn list_keypair_names(&self) -> Result<Vec<String>, CloudError> {
+        let call = Call::new(
+            "list key pairs",
+            "key pairs".to_string(),
+            Method::GET,
+            Service::Compute,
+            &["os-keypairs"],
+        );
+        let reply = self.api.send(call).await?;
+        Ok(reply.body["keypairs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| text(&k["keypair"], "name"))
+            .filter(|n| !n.is_empty())
+            .collect())
+    }
+
+    async fn keypair_created(&self, name: &str) -> Result<Option<SystemTime>, CloudError> {
+        let call = Call::new(
+            "show key pair",
+            format!("key pair {name:?}"),
+            Method::GET,
+            Service::Compute,
+            &["os-keypairs", name],
+        );
+        Ok(absent_ok(self.api.send(call).await)?
+            .and_then(|r| timestamp(&r.body["keypair"], "created_at")))
     }
 
     async fn delete_keypair(&self, name: &str) -> Result<(), CloudError> {

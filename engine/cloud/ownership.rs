@@ -56,6 +56,20 @@ impl Ownership {
     }
 }
 
+impl Ownership {
+    /// The owner a floating IP's description names, when it is `runner`'s marker.
+    pub fn from_marker(description: &str, runner: &str) -> Option<Self> {
+        let rest = description.strip_prefix(&format!("executor runner={runner} project="))?;
+        let (project, job) = rest.rsplit_once(" job=")?;
+        let owner = Ownership {
+            runner: runner.to_string(),
+            project: project.to_string(),
+            job: job.to_string(),
+        };
+        (!job.is_empty() && owner.marker() == description).then_some(owner)
+    }
+}
+
 /// Whether `metadata` says the resource was created by `runner` (any job): the reaper's test.
 pub fn created_by_runner(metadata: &BTreeMap<String, String>, runner: &str) -> bool {
     metadata.get(META_RUNNER).map(String::as_str) == Some(runner) && metadata.contains_key(META_JOB)
@@ -64,4 +78,32 @@ pub fn created_by_runner(metadata: &BTreeMap<String, String>, runner: &str) -> b
 /// The creation time recorded in `metadata`.
 pub fn created_at(metadata: &BTreeMap<String, String>) -> Option<SystemTime> {
     humantime::parse_rfc3339(metadata.get(META_CREATED)?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_names_its_owner_and_only_for_its_runner() {
+        let owner = Ownership {
+            runner: "r1".into(),
+            project: "7".into(),
+            job: "42".into(),
+        };
+        assert_eq!(
+            Ownership::from_marker(&owner.marker(), "r1"),
+            Some(owner.clone())
+        );
+        assert_eq!(Ownership::from_marker(&owner.marker(), "r"), None);
+        assert_eq!(
+            Ownership::from_marker(&owner.marker(), "r1 project=7"),
+            None
+        );
+        assert_eq!(
+            Ownership::from_marker("executor runner=r1 project=7 job=", "r1"),
+            None
+        );
+        assert_eq!(Ownership::from_marker("for the web server", "r1"), None);
+    }
 }

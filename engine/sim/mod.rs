@@ -225,6 +225,22 @@ impl SimCloud {
         self.shared.store().servers.keys().cloned().collect()
     }
 
+    /// Makes the servers, key pairs and floating IPs that exist now look `age` older, as if
+    /// made that long ago: the reaper's tests need old leftovers without waiting for them.
+    pub fn backdate(&self, age: Duration) {
+        let mut st = self.shared.store();
+        for s in st.servers.values_mut() {
+            s.created -= age;
+        }
+        for k in st.keypairs.values_mut() {
+            k.created -= age;
+        }
+        let then = timefmt::seconds(std::time::SystemTime::now() - age);
+        for f in st.floating_ips.values_mut() {
+            f["created_at"] = then.clone().into();
+        }
+    }
+
     /// Stops the HTTP listener and every SSH endpoint, and waits (briefly) for the listener.
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
