@@ -8,17 +8,40 @@ use schemars::transform::{Transform, transform_subschemas};
 use schemars::{Schema, json_schema};
 use serde_json::{Map, Value as Json};
 
+use crate::cloud::CloudSettings;
 use crate::recipe::Recipe;
+use crate::ssh::connection_args::SshConnectionArgs;
 
 pub const SCHEMA_ID: &str = "https://executor.invalid/recipe.schema.json";
 const TEMPLATE_DEF: &str = "Template";
 
 /// The schema, as committed in `schema/recipe.schema.json`.
 pub fn recipe_schema() -> Json {
-    let generator = SchemaSettings::draft2020_12()
+    let mut generator = SchemaSettings::draft2020_12()
         .with_transform(AllowTemplates)
         .into_generator();
+    // The recipe keeps these blocks as plain data (the interpreter hands them to the back ends
+    // untouched); the schema still types them, so editors and lint know their keys.
+    let blocks = [
+        ("cloud", generator.subschema_for::<CloudSettings>()),
+        ("ssh", generator.subschema_for::<SshConnectionArgs>()),
+    ];
     let mut schema = generator.into_root_schema_for::<Recipe>();
+    if let Some(props) = schema.get_mut("properties").and_then(Json::as_object_mut) {
+        for (name, block) in blocks {
+            if let Some(Json::Object(prop)) = props.get_mut(name) {
+                let description = prop.remove("description");
+                prop.clear();
+                prop.insert(
+                    "anyOf".into(),
+                    serde_json::json!([block.to_value(), {"type": "null"}]),
+                );
+                if let Some(d) = description {
+                    prop.insert("description".into(), d);
+                }
+            }
+        }
+    }
     if let Some(obj) = schema.as_object_mut() {
         let defs = obj
             .entry("$defs")
@@ -105,8 +128,9 @@ impl Transform for AllowTemplates {
     }
 }
 
-/// humantime's syntax (`90s`, `10m`, `1h 30m`), or a template.
-pub const DURATION_PATTERN: &str = r"^\s*(\{\{.*\}\}|([0-9]+\s*(nsec|ns|usec|us|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w)\s*)+)\s*$";
+/// humantime's syntax (`90s`, `10m`, `1h 30m`), or a string with a template in it
+/// (`"{{ env.SSH_TIMEOUT }}s"`), which is only checked once rendered.
+pub const DURATION_PATTERN: &str = r"^\s*(.*(\{\{|\{%).*|([0-9]+\s*(nsec|ns|usec|us|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w)\s*)+)\s*$";
 
 /// Schema of a duration field: `#[schemars(schema_with = "crate::schema::duration")]`.
 pub fn duration(_: &mut schemars::SchemaGenerator) -> Schema {

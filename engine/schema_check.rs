@@ -14,8 +14,11 @@ use crate::spanned_yaml::SpanMap;
 pub struct SchemaCheck {
     /// The recipe schema with steps accepted as any mapping; steps are checked one by one.
     outline: Validator,
-    /// One validator per step kind: the shared fields plus that kind's arguments.
-    kinds: HashMap<String, (Validator, Vec<String>)>,
+    /// The schema `outline` was built from, to name the fields an object may have.
+    outline_schema: Json,
+    /// One validator per step kind, with its schema: the shared fields plus that kind's
+    /// arguments.
+    kinds: HashMap<String, (Validator, Json)>,
 }
 
 const STEP_LISTS: [&str; 3] = ["/prepare", "/run", "/cleanup"];
@@ -32,6 +35,7 @@ impl SchemaCheck {
         let step = defs["Step"].clone();
         let mut outline = schema.clone();
         outline["$defs"]["Step"] = serde_json::json!({"type": "object"});
+        let outline_schema = outline.clone();
         let outline = jsonschema::validator_for(&outline).expect("the recipe schema compiles");
         let mut kinds = HashMap::new();
         for branch in step["oneOf"].as_array().into_iter().flatten() {
@@ -52,16 +56,19 @@ impl SchemaCheck {
                     .cloned()
                     .unwrap_or_default(),
             );
-            let fields: Vec<String> = props.keys().cloned().collect();
             obj.insert("properties".into(), Json::Object(props));
             let mut required: Vec<Json> = step["required"].as_array().cloned().unwrap_or_default();
             required.extend(branch["required"].as_array().cloned().unwrap_or_default());
             obj.insert("required".into(), Json::Array(required));
             obj.insert("$defs".into(), defs.clone());
             let v = jsonschema::validator_for(&one).expect("a step schema compiles");
-            kinds.insert(kind.to_string(), (v, fields));
+            kinds.insert(kind.to_string(), (v, one));
         }
-        SchemaCheck { outline, kinds }
+        SchemaCheck {
+            outline,
+            outline_schema,
+            kinds,
+        }
     }
 
     pub fn kinds(&self) -> Vec<&str> {
@@ -72,12 +79,8 @@ impl SchemaCheck {
 
     pub fn check_recipe(&self, json: &Json, spans: &SpanMap) -> Vec<Problem> {
         let mut problems = vec![];
-        let top_fields: Vec<String> = crate::schema::recipe_schema()["properties"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
         for e in self.outline.iter_errors(json) {
-            problems.extend(to_problems(&e, "", spans, &top_fields));
+            problems.extend(to_problems(&e, "", spans, &self.outline_schema));
         }
         for list in STEP_LISTS {
             self.check_steps(json, list, spans, &mut problems);
@@ -127,7 +130,7 @@ impl SchemaCheck {
                 ];
             }
         };
-        let Some((validator, fields)) = self.kinds.get(kind) else {
+        let Some((validator, schema)) = self.kinds.get(kind) else {
             let mut p = Problem::new(
                 "unknown-step-kind",
                 format!("unknown step kind `{kind}`"),
@@ -142,7 +145,7 @@ impl SchemaCheck {
         let instance = Json::Object(map.clone());
         validator
             .iter_errors(&instance)
-            .flat_map(|e| to_problems(&e, at, spans, fields))
+            .flat_map(|e| to_problems(&e, at, spans, schema))
             .collect()
     }
 }
@@ -160,11 +163,55 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// `node` with its `$ref`s followed and its `anyOf`/`oneOf`/`allOf` spread out.
+fn branches<'a>(root: &'a Json, node: &'a Json) -> Vec<&'a Json> {
+    let mut node = node;
+    while let Some(target) = node["$ref"].as_str() {
+        match target.strip_prefix('#').and_then(|p| root.pointer(p)) {
+            Some(n) => node = n,
+            None => return vec![],
+        }
+    }
+    let mut out = vec![node];
+    for key in ["anyOf", "oneOf", "allOf"] {
+        for b in node[key].as_array().into_iter().flatten() {
+            out.extend(branches(root, b));
+        }
+    }
+    out
+}
+
+/// The fields the schema `root` allows on the object at instance pointer `path`, so that an
+/// unknown key in `cloud:` or in a step's `retry:` is compared with its own siblings.
+fn known_fields(root: &Json, path: &str) -> Vec<String> {
+    let mut node = root;
+    for raw in path.split('/').skip(1) {
+        let seg = raw.replace("~1", "/").replace("~0", "~");
+        let next = branches(root, node).into_iter().find_map(|b| {
+            b["properties"].get(&seg).or_else(|| {
+                let indexed = seg.parse::<usize>().is_ok();
+                b.get("items")
+                    .filter(|_| indexed)
+                    .or_else(|| b.get("additionalProperties").filter(|a| a.is_object()))
+            })
+        });
+        match next {
+            Some(n) => node = n,
+            None => return vec![],
+        }
+    }
+    branches(root, node)
+        .into_iter()
+        .find_map(|b| b["properties"].as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 fn to_problems(
     e: &ValidationError<'_>,
     prefix: &str,
     spans: &SpanMap,
-    fields: &[String],
+    schema: &Json,
 ) -> Vec<Problem> {
     let path = format!("{prefix}{}", e.instance_path().as_str());
     match e.kind() {
@@ -172,6 +219,7 @@ fn to_problems(
         | ValidationErrorKind::UnevaluatedProperties { unexpected } => unexpected
             .iter()
             .map(|key| {
+                let fields = known_fields(schema, e.instance_path().as_str());
                 let at = format!("{path}/{}", crate::template::escape_pointer(key));
                 let p = Problem::new(
                     "unknown-field",
@@ -198,7 +246,7 @@ fn to_problems(
                 .first()
                 .into_iter()
                 .flatten()
-                .flat_map(|c| to_problems(c, prefix, spans, fields))
+                .flat_map(|c| to_problems(c, prefix, spans, schema))
                 .collect();
             if inner.is_empty() {
                 vec![Problem::new(
