@@ -343,6 +343,23 @@ async fn cleanup_after_a_prepare_that_died_before_or_during_create() {
         .unwrap();
     assert_eq!(report.servers_deleted.len(), 1);
     assert_eq!(sim.counts().servers, 0);
+    // The same with a boot volume that Nova keeps past termination: it was made for this
+    // job, so it goes too, although its id never reached the state either.
+    let mut kept = spec("ci-1");
+    kept.boot_volume = Some(BootVolume {
+        size_gb: 10,
+        volume_type: None,
+        delete_on_termination: false,
+    });
+    create_server(&os, &kept, &me, &CreateOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(sim.counts().volumes, 1);
+    let report = cleanup(&os, &target(&me, "ci-1", None), &quick())
+        .await
+        .unwrap();
+    assert_eq!(report.volumes_deleted.len(), 1, "{report:?}");
+    assert_eq!((sim.counts().servers, sim.counts().volumes), (0, 0));
     sim.shutdown().await;
 }
 

@@ -617,3 +617,70 @@ async fn request_log_counts_per_method_and_route() {
     );
     assert!(log.records.iter().all(|r| r.status < 500));
 }
+
+#[tokio::test]
+async fn cinder_keeps_a_volume_in_use_until_its_server_is_gone() {
+    let api = start(api_opts()).await;
+    let v = api.get("/volume/v3/").await;
+    assert_eq!(v.status, 200);
+    assert_eq!(v.body["version"]["id"], "v3.0");
+    let net = api.network_id("private").await;
+    let image = api.image_id("cirros-0.6.2").await;
+    let s = api
+        .create_ok(
+            "kept",
+            json!({"networks": [{"uuid": net}], "imageRef": "",
+        "block_device_mapping_v2": [{"boot_index": 0, "uuid": image, "source_type": "image",
+            "destination_type": "volume", "volume_size": 5, "delete_on_termination": false}]}),
+        )
+        .await;
+    let server = api.wait_status(&s, "ACTIVE").await;
+    let vol = server["os-extended-volumes:volumes_attached"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let project = api.sim.project_id();
+    let shown = api
+        .get(&format!("/volume/v3/{project}/volumes/{vol}"))
+        .await;
+    assert_eq!(shown.status, 200);
+    assert_eq!(shown.body["volume"]["status"], "in-use");
+    assert_eq!(
+        shown.body["volume"]["attachments"][0]["server_id"],
+        s.as_str()
+    );
+    let refused = api
+        .delete(&format!("/volume/v3/{project}/volumes/{vol}"))
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid volume"),
+        "{:?}",
+        refused.body
+    );
+
+    api.delete(&format!("/compute/v2.1/servers/{s}")).await;
+    api.wait_gone(&s).await;
+    assert_eq!(
+        api.sim.counts().volumes,
+        1,
+        "Nova keeps it past termination"
+    );
+    let shown = api.get(&format!("/volume/v3/volumes/{vol}")).await;
+    assert_eq!(shown.body["volume"]["status"], "available");
+    assert_eq!(
+        api.delete(&format!("/volume/v3/volumes/{vol}"))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(api.sim.counts().volumes, 0);
+    let gone = api
+        .get(&format!("/volume/v3/{project}/volumes/{vol}"))
+        .await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.body["itemNotFound"]["code"], 404);
+}

@@ -144,7 +144,20 @@ pub async fn cleanup(
         }
     }
 
-    let volumes: BTreeSet<String> = target.volume_ids.iter().cloned().collect();
+    // A boot volume kept past termination was made for this job, whether or not its id
+    // reached the job state before prepare died.
+    let volumes: BTreeSet<String> = target
+        .volume_ids
+        .iter()
+        .cloned()
+        .chain(
+            servers
+                .iter()
+                .flat_map(|s| s.volumes.iter())
+                .filter(|v| !v.delete_on_termination)
+                .map(|v| v.id.clone()),
+        )
+        .collect();
     // Nova deletes these itself; deleting again after the server is gone only makes sure, so
     // a failure there (or a cloud without Cinder in the catalog) is a warning, not an error.
     let nova_deletes: BTreeSet<String> = servers

@@ -17,6 +17,8 @@ pub enum Service {
     Image,
     /// Neutron, under `/network`.
     Network,
+    /// Cinder, under `/volume`.
+    Volume,
 }
 
 impl Service {
@@ -28,6 +30,7 @@ impl Service {
             "compute" => Some(Service::Compute),
             "image" => Some(Service::Image),
             "network" => Some(Service::Network),
+            "volume" => Some(Service::Volume),
             _ => None,
         }
     }

@@ -23,6 +23,7 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
         .merge(super::nova::router())
         .merge(super::glance::router())
         .merge(super::neutron::router())
+        .merge(super::cinder::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
         .with_state(shared)
@@ -38,7 +39,12 @@ fn is_discovery(path: &str) -> bool {
     let p = path.trim_end_matches('/');
     matches!(
         p,
-        "" | "/compute" | "/compute/v2.1" | "/image" | "/image/versions" | "/network"
+        "" | "/compute"
+            | "/compute/v2.1"
+            | "/image"
+            | "/image/versions"
+            | "/network"
+            | "/volume/v3"
     ) || p.starts_with("/identity")
 }
 

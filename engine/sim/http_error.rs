@@ -53,7 +53,8 @@ pub fn error_typed(service: Service, status: u16, kind: Option<&str>, message: &
         return unauthorized("");
     }
     match service {
-        Service::Compute => (
+        // Cinder shares Nova's error format.
+        Service::Compute | Service::Volume => (
             code,
             axum::Json(json!({ nova_key(status): {"code": status, "message": message} })),
         )

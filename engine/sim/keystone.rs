@@ -66,12 +66,17 @@ pub fn token_valid(sh: &Shared, headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.scoped && t.expires > SystemTime::now())
 }
 
-fn catalog(base: &str) -> Value {
+fn catalog(base: &str, project_id: &str) -> Value {
     let entries = [
         ("identity", "keystone", format!("{base}/identity")),
         ("compute", "nova", format!("{base}/compute/v2.1")),
         ("image", "glance", format!("{base}/image")),
         ("network", "neutron", format!("{base}/network")),
+        (
+            "block-storage",
+            "cinder",
+            format!("{base}/volume/v3/{project_id}"),
+        ),
     ];
     Value::Array(
         entries
@@ -107,7 +112,7 @@ fn token_body(sh: &Shared, st: &Store, t: &Token) -> Value {
         tok["is_domain"] = json!(false);
         tok["roles"] = json!([{"id": "5f1c0c1e0a8f4f6f9d2b2f6c3f1e9a01", "name": "reader"},
             {"id": "8e2a7c4d1b3f4e5a9c6d7e8f9a0b1c02", "name": "member"}]);
-        tok["catalog"] = catalog(&sh.base_url);
+        tok["catalog"] = catalog(&sh.base_url, &st.project_id);
     }
     if let Some(id) = &t.app_cred_id {
         let name = st

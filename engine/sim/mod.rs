@@ -15,7 +15,8 @@
 //!
 //! Services: Keystone v3 at `<base>/identity/v3`, Nova 2.1 (microversions up to
 //! [`MAX_NOVA_MICROVERSION`]) at `<base>/compute/v2.1`, Glance v2 at `<base>/image`, Neutron
-//! v2.0 at `<base>/network`. Seeded data: see [`seed`](self) constants (project/user `demo`,
+//! v2.0 at `<base>/network`, and Cinder v3 (show and delete of boot volumes) at
+//! `<base>/volume/v3`. Seeded data: see [`seed`](self) constants (project/user `demo`,
 //! password `secret`, flavors `m1.*`, images `cirros-0.6.2` and `ubuntu-24.04` (three, one
 //! still queued), networks `private` and external `public`, security group `default`).
 //!
@@ -25,6 +26,7 @@
 //! port is published in the server's metadata key **`ssh_port`** (always, also when it is 22)
 //! as soon as the server is ACTIVE; it refuses connections until the endpoint is up.
 
+mod cinder;
 mod console_log;
 mod faults;
 mod filter;

@@ -1,0 +1,101 @@
+//! Cinder v3, as far as cleanup needs it: version discovery, and show and delete of the
+//! volumes that boot-from-volume made. A volume is `in-use` while a server (even one Nova is
+//! still deleting) holds it, and Cinder refuses to delete it then, as the real service does.
+//! Paths with and without the project id both work (microversion 3.67 made it optional).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::faults::Service;
+use super::http_error::error;
+use super::shared::Shared;
+use super::store::Store;
+
+type S = State<Arc<Shared>>;
+
+pub fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/volume/v3", get(version))
+        .route("/volume/v3/", get(version))
+        .route(
+            "/volume/v3/{project}/volumes/{id}",
+            get(show_in).delete(delete_in),
+        )
+        .route("/volume/v3/volumes/{id}", get(show).delete(delete))
+}
+
+async fn version(State(sh): S) -> Json<Value> {
+    Json(
+        json!({"version": {"id": "v3.0", "status": "CURRENT", "version": "3.70",
+        "min_version": "3.0", "updated": "2023-08-31T00:00:00Z",
+        "links": [{"rel": "self", "href": format!("{}/volume/v3/", sh.base_url)}],
+        "media-types": [{"base": "application/json",
+            "type": "application/vnd.openstack.volume+json;version=3"}]}}),
+    )
+}
+
+fn attached_to(st: &Store, id: &str) -> Option<String> {
+    st.servers
+        .values()
+        .find(|s| s.volumes.iter().any(|v| v == id))
+        .map(|s| s.id.clone())
+}
+
+fn not_found(id: &str) -> Response {
+    error(
+        Service::Volume,
+        404,
+        &format!("Volume {id} could not be found."),
+    )
+}
+
+async fn show_in(state: S, Path((_, id)): Path<(String, String)>) -> Response {
+    show(state, Path(id)).await
+}
+
+async fn show(State(sh): S, Path(id): Path<String>) -> Response {
+    let st = sh.store();
+    if !st.volumes.contains_key(&id) {
+        return not_found(&id);
+    }
+    let server = attached_to(&st, &id);
+    let attachments: Vec<Value> = server
+        .iter()
+        .map(|s| json!({"server_id": s, "volume_id": id, "id": id, "device": "/dev/vda"}))
+        .collect();
+    Json(
+        json!({"volume": {"id": id, "status": if server.is_some() { "in-use" } else { "available" },
+        "bootable": "true", "attachments": attachments, "size": 10,
+        "metadata": {}, "os-vol-tenant-attr:tenant_id": st.project_id}}),
+    )
+    .into_response()
+}
+
+async fn delete_in(state: S, Path((_, id)): Path<(String, String)>) -> Response {
+    delete(state, Path(id)).await
+}
+
+async fn delete(State(sh): S, Path(id): Path<String>) -> Response {
+    let mut st = sh.store();
+    if !st.volumes.contains_key(&id) {
+        return not_found(&id);
+    }
+    if attached_to(&st, &id).is_some() {
+        return error(
+            Service::Volume,
+            400,
+            "Invalid volume: Volume status must be available or error or error_restoring or \
+             error_extending or error_managing and must not be migrating, attached, belong to a \
+             group, have snapshots, awaiting a transfer, or be disassociated from snapshots after \
+             volume transfer.",
+        );
+    }
+    st.volumes.shift_remove(&id);
+    StatusCode::ACCEPTED.into_response()
+}
