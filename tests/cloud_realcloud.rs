@@ -79,6 +79,28 @@ fn quick_wait() -> WaitPolicy {
     }
 }
 
+/// Creates the server and waits for ACTIVE: its id, and how the wait ended.
+async fn boot(
+    os: &OpenStack,
+    spec: &ServerSpec,
+    me: &Ownership,
+    statuses: &mut Vec<String>,
+) -> (String, Result<Server, CloudError>) {
+    let created = create_server(os, spec, me, &CreateOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(created.requests, 1);
+    let waited = wait_active(
+        os,
+        &created.server_id,
+        &quick_wait(),
+        &CancellationToken::new(),
+        &mut |st: &str| statuses.push(st.to_string()),
+    )
+    .await;
+    (created.server_id, waited)
+}
+
 fn target(owner: &Ownership, name: &str, id: Option<String>) -> CleanupTarget {
     CleanupTarget {
         owner: owner.clone(),
@@ -165,20 +187,8 @@ async fn prepare_then_cleanup_leaves_nothing() {
     s.tags = vec!["executor".into()];
     s.description = Some("executor test".into());
     s.config_drive = Some(true);
-    let created = create_server(&os, &s, &me, &CreateOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(created.requests, 1);
     let mut statuses = Vec::new();
-    let server = wait_active(
-        &os,
-        &created.server_id,
-        &quick_wait(),
-        &CancellationToken::new(),
-        &mut |st: &str| statuses.push(st.to_string()),
-    )
-    .await
-    .unwrap();
+    let server = boot(&os, &s, &me, &mut statuses).await.1.unwrap();
     assert_eq!(statuses.last().map(String::as_str), Some("ACTIVE"));
     assert!(me.owns(&server.metadata), "{:?}", server.metadata);
     assert_eq!(
@@ -294,33 +304,18 @@ async fn an_error_boot_reports_the_fault_and_is_cleaned_up() {
     let u = unique();
     let me = owner("e", &u);
     let name = format!("ci-{u}-error");
-    let created = create_server(
-        &os,
-        &spec(&name, "executor-too-big"),
-        &me,
-        &CreateOptions::default(),
-    )
-    .await
-    .unwrap();
-    let err = wait_active(
-        &os,
-        &created.server_id,
-        &quick_wait(),
-        &CancellationToken::new(),
-        &mut |_: &str| {},
-    )
-    .await
-    .unwrap_err();
+    let (server_id, waited) = boot(&os, &spec(&name, "executor-too-big"), &me, &mut vec![]).await;
+    let err = waited.unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::BootError);
     assert!(err.message.contains("No valid host"), "{err}");
     let report = cleanup(
         &os,
-        &target(&me, &name, Some(created.server_id.clone())),
+        &target(&me, &name, Some(server_id.clone())),
         &CleanupPolicy::default(),
     )
     .await
     .unwrap();
-    assert_eq!(report.servers_deleted, vec![created.server_id]);
+    assert_eq!(report.servers_deleted, vec![server_id]);
 }
 
 #[tokio::test]
@@ -380,22 +375,14 @@ async fn the_reaper_finds_and_deletes_orphans_by_the_real_services_timestamps() 
     .await
     .unwrap();
     // A server deleted by hand, without the job's cleanup: its floating IP stays behind.
-    let created = create_server(
+    let server = boot(
         &os,
         &spec(&format!("ci-{u}-orphan"), "m1.tiny"),
         &me,
-        &CreateOptions::default(),
+        &mut vec![],
     )
     .await
-    .unwrap();
-    let server = wait_active(
-        &os,
-        &created.server_id,
-        &quick_wait(),
-        &CancellationToken::new(),
-        &mut |_: &str| {},
-    )
-    .await
+    .1
     .unwrap();
     let fip = attach_floating_ip(&os, &server.id, "public", None, &me)
         .await

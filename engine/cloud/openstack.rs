@@ -144,6 +144,44 @@ impl OpenStack {
     }
 }
 
+impl OpenStack {
+    /// The project's floating IPs, or only those on one port.
+    async fn floating_ips(&self, port_id: Option<&str>) -> Result<Vec<FloatingIp>, CloudError> {
+        let resource = port_id.map_or("floating IPs".into(), |p| {
+            format!("floating IPs of port {p}")
+        });
+        let mut call = Call::new(
+            "list floating IPs",
+            resource,
+            Method::GET,
+            Service::Network,
+            &["floatingips"],
+        );
+        if let Some(p) = port_id {
+            call = call.query("port_id", p);
+        }
+        let reply = self.api.send(call).await?;
+        Ok(reply.body["floatingips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(floating_ip)
+            .collect())
+    }
+
+    /// A key pair's document, `None` when there is none by that name.
+    async fn show_keypair(&self, name: &str) -> Result<Option<Value>, CloudError> {
+        let call = Call::new(
+            "show key pair",
+            format!("key pair {name:?}"),
+            Method::GET,
+            Service::Compute,
+            &["os-keypairs", name],
+        );
+        Ok(absent_ok(self.api.send(call).await)?.map(|r| r.body["keypair"].clone()))
+    }
+}
+
 #[async_trait]
 impl Cloud for OpenStack {
     async fn resolve_flavor(&self, name_or_id: &str) -> Result<Named, CloudError> {
@@ -513,38 +551,11 @@ impl Cloud for OpenStack {
     }
 
     async fn floating_ips_on_port(&self, port_id: &str) -> Result<Vec<FloatingIp>, CloudError> {
-        let call = Call::new(
-            "list floating IPs",
-            format!("floating IPs of port {port_id}"),
-            Method::GET,
-            Service::Network,
-            &["floatingips"],
-        )
-        .query("port_id", port_id);
-        let reply = self.api.send(call).await?;
-        Ok(reply.body["floatingips"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(floating_ip)
-            .collect())
+        self.floating_ips(Some(port_id)).await
     }
 
     async fn list_floating_ips(&self) -> Result<Vec<FloatingIp>, CloudError> {
-        let call = Call::new(
-            "list floating IPs",
-            "floating IPs".to_string(),
-            Method::GET,
-            Service::Network,
-            &["floatingips"],
-        );
-        let reply = self.api.send(call).await?;
-        Ok(reply.body["floatingips"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(floating_ip)
-            .collect())
+        self.floating_ips(None).await
     }
 
     async fn delete_floating_ip(&self, id: &str) -> Result<(), CloudError> {
@@ -575,14 +586,10 @@ impl Cloud for OpenStack {
     }
 
     async fn keypair_public_key(&self, name: &str) -> Result<Option<String>, CloudError> {
-        let call = Call::new(
-            "show key pair",
-            format!("key pair {name:?}"),
-            Method::GET,
-            Service::Compute,
-            &["os-keypairs", name],
-        );
-        Ok(absent_ok(self.api.send(call).await)?.map(|r| text(&r.body["keypair"], "public_key")))
+        Ok(self
+            .show_keypair(name)
+            .await?
+            .map(|k| text(&k, "public_key")))
     }
 
     async fn list_keypair_names(&self) -> Result<Vec<String>, CloudError> {
@@ -604,15 +611,10 @@ impl Cloud for OpenStack {
     }
 
     async fn keypair_created(&self, name: &str) -> Result<Option<SystemTime>, CloudError> {
-        let call = Call::new(
-            "show key pair",
-            format!("key pair {name:?}"),
-            Method::GET,
-            Service::Compute,
-            &["os-keypairs", name],
-        );
-        Ok(absent_ok(self.api.send(call).await)?
-            .and_then(|r| timestamp(&r.body["keypair"], "created_at")))
+        Ok(self
+            .show_keypair(name)
+            .await?
+            .and_then(|k| timestamp(&k, "created_at")))
     }
 
     async fn delete_keypair(&self, name: &str) -> Result<(), CloudError> {
