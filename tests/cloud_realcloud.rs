@@ -101,6 +101,21 @@ async fn boot(
     (created.server_id, waited)
 }
 
+/// The floating IP is released, not merely disassociated: Neutron answers 404.
+async fn assert_released(os: &OpenStack, fip_id: &str) {
+    let call = Call::new(
+        "show floating IP",
+        fip_id,
+        Method::GET,
+        Service::Network,
+        &["floatingips", fip_id],
+    );
+    assert_eq!(
+        os.api().send(call).await.unwrap_err().kind,
+        CloudErrorKind::NotFound
+    );
+}
+
 fn target(owner: &Ownership, name: &str, id: Option<String>) -> CleanupTarget {
     CleanupTarget {
         owner: owner.clone(),
@@ -220,18 +235,7 @@ async fn prepare_then_cleanup_leaves_nothing() {
     assert!(os.keypair_public_key(&key_name).await.unwrap().is_none());
     let ports = os.server_ports(&server.id).await.unwrap();
     assert!(ports.is_empty(), "ports left: {ports:?}");
-    // The floating IP is released, not merely disassociated.
-    let call = Call::new(
-        "show floating IP",
-        fip.id.clone(),
-        Method::GET,
-        Service::Network,
-        &["floatingips", &fip.id],
-    );
-    assert_eq!(
-        os.api().send(call).await.unwrap_err().kind,
-        CloudErrorKind::NotFound
-    );
+    assert_released(&os, &fip.id).await;
 
     // A second cleanup (gitlab-runner may run it again) succeeds and does nothing.
     let again = cleanup(&os, &t, &CleanupPolicy::default()).await.unwrap();
@@ -439,15 +443,5 @@ async fn the_reaper_finds_and_deletes_orphans_by_the_real_services_timestamps() 
     assert_eq!(reaped.len(), 2, "{reaped:?}");
     assert!(reaped.iter().all(|r| r.error.is_none()), "{reaped:?}");
     assert!(os.keypair_public_key(&key_name).await.unwrap().is_none());
-    let call = Call::new(
-        "show floating IP",
-        fip.id.clone(),
-        Method::GET,
-        Service::Network,
-        &["floatingips", &fip.id],
-    );
-    assert_eq!(
-        os.api().send(call).await.unwrap_err().kind,
-        CloudErrorKind::NotFound
-    );
+    assert_released(&os, &fip.id).await;
 }
