@@ -111,15 +111,27 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
         value = with_placeholders(value);
         let mut entry = Map::new();
         entry.insert("id".into(), Json::String(spec.id().into()));
-        match templater.render_value(&spec.kind_and_args(), &value) {
-            Ok(Json::Object(m)) => entry.extend(m),
-            Ok(_) => {}
-            Err((pointer, e)) => {
-                failed = true;
-                entry.insert(
-                    "error".into(),
-                    Json::String(format!("{pointer}: {}", e.message)),
-                );
+        let fields = match spec.kind_and_args() {
+            Json::Object(m) => m,
+            _ => Map::new(),
+        };
+        for (name, raw) in fields {
+            match templater.render_value(&raw, &value) {
+                Ok(v) => {
+                    entry.insert(name, v);
+                }
+                // A filter cannot work on a placeholder (`<steps.a.port> | int`): show what
+                // only the real job can compute as its template, which is not an error.
+                Err(_) if depends_on_the_job(&raw) => {
+                    entry.insert(name, raw);
+                }
+                Err((pointer, e)) => {
+                    failed = true;
+                    entry.insert(
+                        "error".into(),
+                        Json::String(format!("/{name}{pointer}: {}", e.message)),
+                    );
+                }
             }
         }
         if let Some(w) = &spec.common.when {
@@ -131,6 +143,16 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
     let text = serde_saphyr::to_string(&Json::Object(doc)).unwrap_or_default();
     print!("{}", redactor.redact(&text));
     i32::from(failed)
+}
+
+/// Whether a field's templates read earlier steps' outputs or the job state.
+fn depends_on_the_job(raw: &Json) -> bool {
+    match raw {
+        Json::String(s) => s.contains("steps.") || s.contains("state."),
+        Json::Array(items) => items.iter().any(depends_on_the_job),
+        Json::Object(m) => m.values().any(depends_on_the_job),
+        _ => false,
+    }
 }
 
 /// Replace `steps` and `state` in the context by objects that answer any key with a placeholder.

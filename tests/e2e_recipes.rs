@@ -60,3 +60,73 @@ fn every_shipped_recipe_runs_a_job_under_simulate() {
         );
     }
 }
+
+/// The `server` step of the default recipe as `executor render` shows it for this environment.
+fn rendered_server_step(recipe: &str, env: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("job.env");
+    std::fs::write(&env_file, env).unwrap();
+    let out = Command::cargo_bin("executor")
+        .expect("binary")
+        .arg("--recipe")
+        .arg(e2e_support::repo().join(recipe))
+        .args(["render", "--stage", "prepare", "--env-file"])
+        .arg(&env_file)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = text.find("- id: server\n").expect("a server step");
+    let rest = &text[start + 1..];
+    rest[..rest.find("\n- id:").unwrap_or(rest.len())].to_string()
+}
+
+#[test]
+fn the_server_powers_itself_off_once_the_job_timeout_has_passed() {
+    let job =
+        "CUSTOM_ENV_CI_JOB_ID=77\nCUSTOM_ENV_CI_PROJECT_ID=5\nCUSTOM_ENV_CI_JOB_TIMEOUT=2400\n";
+    // 40 minutes of job timeout, plus the default margin of 30.
+    let step = rendered_server_step("recipes/openstack.yaml", job);
+    assert!(
+        step.contains(
+            "#cloud-config\n    power_state:\n      mode: poweroff\n      delay: \"+70\""
+        ),
+        "{step}"
+    );
+    let step = rendered_server_step(
+        "recipes/openstack.yaml",
+        &format!("{job}POWEROFF_MARGIN=5\n"),
+    );
+    assert!(step.contains("delay: \"+45\""), "{step}");
+    // Without a job timeout, gitlab-runner's default of one hour applies.
+    let step = rendered_server_step("recipes/openstack.yaml", "CUSTOM_ENV_CI_JOB_ID=77\n");
+    assert!(step.contains("delay: \"+90\""), "{step}");
+    let step = rendered_server_step(
+        "recipes/openstack.yaml",
+        &format!("{job}POWEROFF_MARGIN=never\n"),
+    );
+    assert!(
+        step.contains("user_data: \"\"") && !step.contains("power_state"),
+        "{step}"
+    );
+    // gitlab-runner's payload wins over the job's variables, which a pipeline can set.
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("response.json");
+    std::fs::write(&payload, r#"{"id": 77, "runner_info": {"timeout": 600}}"#).unwrap();
+    let step = rendered_server_step(
+        "recipes/openstack.yaml",
+        &format!(
+            "{job}CUSTOM_ENV_CI_JOB_TIMEOUT=999999\nJOB_RESPONSE_FILE={}\n",
+            payload.display()
+        ),
+    );
+    assert!(step.contains("delay: \"+40\""), "{step}");
+    // The cloud-init example keeps the switch next to its own packages.
+    let step = rendered_server_step("recipes/examples/cloud-init.yaml", job);
+    assert!(step.contains("packages: [git, git-lfs"), "{step}");
+    assert!(step.contains("delay: \"+70\""), "{step}");
+}

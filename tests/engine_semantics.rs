@@ -162,7 +162,7 @@ fn render_shows_merged_recipe_and_rendered_steps_with_placeholders() {
     let r = write(
         d.path(),
         "r.yaml",
-        "version: 1\nvars:\n  name: \"ci-{{ job.CI_JOB_ID }}\"\nprepare:\n  - id: a\n    kind: log\n    message: \"make {{ vars.name }}\"\n  - id: b\n    kind: log\n    message: \"got {{ steps.a.id }}\"\n",
+        "version: 1\nvars:\n  name: \"ci-{{ job.CI_JOB_ID }}\"\nprepare:\n  - id: a\n    kind: log\n    message: \"make {{ vars.name }}\"\n  - id: b\n    kind: log\n    message: \"got {{ steps.a.id }}\"\n  - id: c\n    kind: log\n    message: \"{{ steps.a.id | int }}\"\n",
     );
     let env = write(
         d.path(),
@@ -190,6 +190,11 @@ fn render_shows_merged_recipe_and_rendered_steps_with_placeholders() {
     );
     assert!(text.contains("make ci-7"), "{text}");
     assert!(text.contains("got <steps.a.id>"), "{text}");
+    // A filter cannot convert a placeholder; the field is shown as its template instead.
+    assert!(
+        text.contains("message: \"{{ steps.a.id | int }}\""),
+        "{text}"
+    );
     assert!(!text.contains("hunter2hunter2"));
 }
 

@@ -114,7 +114,8 @@ impl CreateServer {
             networks: self.networks.clone(),
             security_groups: self.security_groups.clone(),
             key_name: self.key_name.clone(),
-            user_data: self.user_data.clone(),
+            // A recipe that templates user data away renders "": none, not an empty document.
+            user_data: self.user_data.clone().filter(|u| !u.trim().is_empty()),
             config_drive: self.config_drive,
             metadata: self.metadata.clone(),
             tags: self.tags.clone(),
