@@ -71,7 +71,7 @@ pub enum Command {
     /// The simulated OpenStack cloud (`executor sim serve`).
     #[command(subcommand)]
     Sim(crate::sim::serve::SimCommand),
-    /// Delete servers (with their key pairs and floating IPs) left behind by jobs that are over.
+    /// Delete servers, key pairs and floating IPs left behind by jobs that are over.
     Gc(crate::gc::GcArgs),
     /// Run CI jobs end to end against the embedded simulated cloud, with a gitlab-runner stand-in.
     Simulate(crate::runner::simulate::SimulateArgs),
