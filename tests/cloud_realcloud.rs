@@ -11,7 +11,9 @@ use executor::cloud::transport::{Call, Service};
 use executor::cloud::*;
 use reqwest::Method;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+
+mod cloud_support;
+use cloud_support::{boot, target};
 
 fn enabled() -> bool {
     std::env::var("EXECUTOR_REALCLOUD").is_ok_and(|v| v == "1")
@@ -56,17 +58,12 @@ fn owner(job: &str, tag: &str) -> Ownership {
     }
 }
 
+/// A server of the real cloud's image on `flavor`.
 fn spec(name: &str, flavor: &str) -> ServerSpec {
     ServerSpec {
-        name: name.into(),
         flavor: flavor.into(),
         image: "cirros-fake".into(),
-        networks: vec![NetworkAttachment {
-            network: Some("private".into()),
-            port: None,
-            fixed_ip: None,
-        }],
-        ..ServerSpec::default()
+        ..cloud_support::spec(name)
     }
 }
 
@@ -77,28 +74,6 @@ fn quick_wait() -> WaitPolicy {
         min_interval: Duration::from_millis(500),
         max_interval: Duration::from_secs(3),
     }
-}
-
-/// Creates the server and waits for ACTIVE: its id, and how the wait ended.
-async fn boot(
-    os: &OpenStack,
-    spec: &ServerSpec,
-    me: &Ownership,
-    statuses: &mut Vec<String>,
-) -> (String, Result<Server, CloudError>) {
-    let created = create_server(os, spec, me, &CreateOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(created.requests, 1);
-    let waited = wait_active(
-        os,
-        &created.server_id,
-        &quick_wait(),
-        &CancellationToken::new(),
-        &mut |st: &str| statuses.push(st.to_string()),
-    )
-    .await;
-    (created.server_id, waited)
 }
 
 /// The floating IP is released, not merely disassociated: Neutron answers 404.
@@ -114,17 +89,6 @@ async fn assert_released(os: &OpenStack, fip_id: &str) {
         os.api().send(call).await.unwrap_err().kind,
         CloudErrorKind::NotFound
     );
-}
-
-fn target(owner: &Ownership, name: &str, id: Option<String>) -> CleanupTarget {
-    CleanupTarget {
-        owner: owner.clone(),
-        server_id: id,
-        server_name: Some(name.into()),
-        floating_ip_ids: vec![],
-        keypair_name: None,
-        volume_ids: vec![],
-    }
 }
 
 /// A public flavor made by the admin (idempotent): used to force ERROR or exceed quota.
@@ -202,9 +166,8 @@ async fn prepare_then_cleanup_leaves_nothing() {
     s.tags = vec!["executor".into()];
     s.description = Some("executor test".into());
     s.config_drive = Some(true);
-    let mut statuses = Vec::new();
-    let server = boot(&os, &s, &me, &mut statuses).await.1.unwrap();
-    assert_eq!(statuses.last().map(String::as_str), Some("ACTIVE"));
+    let server = boot(&os, &s, &me, &quick_wait()).await.1.unwrap();
+    assert_eq!(server.status, "ACTIVE");
     assert!(me.owns(&server.metadata), "{:?}", server.metadata);
     assert_eq!(
         server.metadata.get("purpose").map(String::as_str),
@@ -308,7 +271,7 @@ async fn an_error_boot_reports_the_fault_and_is_cleaned_up() {
     let u = unique();
     let me = owner("e", &u);
     let name = format!("ci-{u}-error");
-    let (server_id, waited) = boot(&os, &spec(&name, "executor-too-big"), &me, &mut vec![]).await;
+    let (server_id, waited) = boot(&os, &spec(&name, "executor-too-big"), &me, &quick_wait()).await;
     let err = waited.unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::BootError);
     assert!(err.message.contains("No valid host"), "{err}");
@@ -383,7 +346,7 @@ async fn the_reaper_finds_and_deletes_orphans_by_the_real_services_timestamps() 
         &os,
         &spec(&format!("ci-{u}-orphan"), "m1.tiny"),
         &me,
-        &mut vec![],
+        &quick_wait(),
     )
     .await
     .1

@@ -8,10 +8,9 @@ use std::time::Duration;
 use assert_cmd::Command;
 use executor::cloud::*;
 use executor::sim::{Scope, Service, SimCloud, SimOptions, SshMode};
-use tokio_util::sync::CancellationToken;
 
 mod cloud_support;
-use cloud_support::{spec, target};
+use cloud_support::{boot, spec, target, wait_for};
 
 fn opts() -> SimOptions {
     SimOptions {
@@ -90,18 +89,7 @@ async fn prepare_then_cleanup_leaves_zero_resources() {
         volume_type: None,
         delete_on_termination: true,
     });
-    let created = create_server(&os, &s, &me, &CreateOptions::default())
-        .await
-        .unwrap();
-    let server = wait_active(
-        &os,
-        &created.server_id,
-        &wait(),
-        &CancellationToken::new(),
-        &mut |_: &str| {},
-    )
-    .await
-    .unwrap();
+    let server = boot(&os, &s, &me, &wait()).await.1.unwrap();
     let addr = choose_address(
         &server,
         &AddressPolicy {
@@ -181,36 +169,15 @@ async fn an_error_boot_shows_the_fault_and_a_new_boot_recovers() {
     let os = connect(&sim).await;
     let me = owner("1");
     sim.faults().set_create_error_share(1.0);
-    let created = create_server(&os, &spec("ci-1"), &me, &CreateOptions::default())
-        .await
-        .unwrap();
-    let err = wait_active(
-        &os,
-        &created.server_id,
-        &wait(),
-        &CancellationToken::new(),
-        &mut |_: &str| {},
-    )
-    .await
-    .unwrap_err();
+    let (id, waited) = boot(&os, &spec("ci-1"), &me, &wait()).await;
+    let err = waited.unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::BootError);
     assert!(err.message.contains(executor::sim::NO_VALID_HOST), "{err}");
-    cleanup(&os, &target(&me, "ci-1", Some(created.server_id)), &quick())
+    cleanup(&os, &target(&me, "ci-1", Some(id)), &quick())
         .await
         .unwrap();
     sim.faults().set_create_error_share(0.0);
-    let created = create_server(&os, &spec("ci-1"), &me, &CreateOptions::default())
-        .await
-        .unwrap();
-    wait_active(
-        &os,
-        &created.server_id,
-        &wait(),
-        &CancellationToken::new(),
-        &mut |_: &str| {},
-    )
-    .await
-    .unwrap();
+    boot(&os, &spec("ci-1"), &me, &wait()).await.1.unwrap();
     assert_eq!(sim.counts().servers, 1, "no ERROR server left");
     sim.shutdown().await;
 }
@@ -234,15 +201,7 @@ async fn api_faults_are_survived_and_401_reauthenticates_once() {
     sim.faults().rate_limit(1, Duration::from_secs(1), scope());
     sim.faults()
         .slow(Duration::from_millis(300), Some(2), scope());
-    wait_active(
-        &os,
-        &id,
-        &wait(),
-        &CancellationToken::new(),
-        &mut |_: &str| {},
-    )
-    .await
-    .unwrap();
+    wait_for(&os, &id, &wait()).await.unwrap();
     assert_eq!(os.api().tokens_issued(), 1);
     sim.faults().expire_tokens();
     assert!(os.get_server(&id).await.unwrap().is_some());
@@ -518,15 +477,7 @@ async fn a_boot_wait_outlasts_an_api_outage_longer_than_the_retries() {
             .method("GET")
             .path("/servers/"),
     );
-    let server = wait_active(
-        &os,
-        &created.server_id,
-        &wait(),
-        &CancellationToken::new(),
-        &mut |_: &str| {},
-    )
-    .await
-    .unwrap();
+    let server = wait_for(&os, &created.server_id, &wait()).await.unwrap();
     assert_eq!(server.status, "ACTIVE");
     sim.shutdown().await;
 }

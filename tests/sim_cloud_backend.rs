@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use executor::cloud::*;
 use executor::sim::{APPCRED_CLOUD_NAME, CLOUD_NAME, SimCloud, SimOptions, SshMode};
-use tokio_util::sync::CancellationToken;
 
 mod cloud_support;
-use cloud_support::{spec, target};
+use cloud_support::{boot, spec, target};
 
 fn settings(sim_dir: &std::path::Path, cloud: &str) -> CloudSettings {
     CloudSettings {
@@ -84,18 +83,7 @@ async fn engine_cloud_backend_runs_a_full_cycle_on_the_simulator() {
     s.security_groups = vec!["default".into()];
     s.metadata = BTreeMap::from([("purpose".into(), "test".into())]);
     s.tags = vec!["executor".into()];
-    let created = create_server(&os, &s, &me, &CreateOptions::default())
-        .await
-        .unwrap();
-    let server = wait_active(
-        &os,
-        &created.server_id,
-        &quick_wait(),
-        &CancellationToken::new(),
-        &mut |_: &str| {},
-    )
-    .await
-    .unwrap();
+    let server = boot(&os, &s, &me, &quick_wait()).await.1.unwrap();
     assert!(me.owns(&server.metadata), "{:?}", server.metadata);
     let addr = choose_address(
         &server,

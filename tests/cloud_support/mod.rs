@@ -28,3 +28,30 @@ pub fn target(owner: &Ownership, name: &str, id: Option<String>) -> CleanupTarge
         volume_ids: vec![],
     }
 }
+
+/// Waits for ACTIVE with no cancellation and no status reports.
+#[allow(dead_code)] // not every test binary that shares this module waits
+pub async fn wait_for(
+    cloud: &dyn Cloud,
+    id: &str,
+    policy: &WaitPolicy,
+) -> Result<Server, CloudError> {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    wait_active(cloud, id, policy, &cancel, &mut |_: &str| {}).await
+}
+
+/// Creates the server (one request) and waits for ACTIVE: its id, and how the wait ended.
+#[allow(dead_code)]
+pub async fn boot(
+    cloud: &dyn Cloud,
+    spec: &ServerSpec,
+    me: &Ownership,
+    policy: &WaitPolicy,
+) -> (String, Result<Server, CloudError>) {
+    let created = create_server(cloud, spec, me, &CreateOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(created.requests, 1);
+    let waited = wait_for(cloud, &created.server_id, policy).await;
+    (created.server_id, waited)
+}
