@@ -643,46 +643,32 @@ impl<'a> JobRun<'a> {
         }
 
         let failed = failure.is_some() || canceled;
-        let mut cache_error = None;
-        if self
+        let wants_cache = self
             .job
             .cache
             .as_ref()
-            .is_some_and(|c| !c.paths.is_empty() && c.when.matches(failed))
-        {
-            cache_error = self
-                .run_stage(
-                    attempt,
-                    RunStage::ArchiveCache { on_failure: failed },
-                    job_ctx.clone(),
-                    None,
-                )
-                .await
-                .err();
-            if self.control.job_ended() {
-                return Err(JobError::System("canceled".into()));
-            }
-        }
-        let mut artifact_error = None;
-        if self
+            .is_some_and(|c| !c.paths.is_empty() && c.when.matches(failed));
+        let cache_error = self
+            .run_transfer(
+                attempt,
+                wants_cache,
+                RunStage::ArchiveCache { on_failure: failed },
+                &job_ctx,
+            )
+            .await?;
+        let wants_artifacts = self
             .job
             .artifacts
             .as_ref()
-            .is_some_and(|a| !a.paths.is_empty() && a.when.matches(failed))
-        {
-            artifact_error = self
-                .run_stage(
-                    attempt,
-                    RunStage::UploadArtifacts { on_failure: failed },
-                    job_ctx.clone(),
-                    None,
-                )
-                .await
-                .err();
-            if self.control.job_ended() {
-                return Err(JobError::System("canceled".into()));
-            }
-        }
+            .is_some_and(|a| !a.paths.is_empty() && a.when.matches(failed));
+        let artifact_error = self
+            .run_transfer(
+                attempt,
+                wants_artifacts,
+                RunStage::UploadArtifacts { on_failure: failed },
+                &job_ctx,
+            )
+            .await?;
         if let Err(e) = self
             .run_stage(
                 attempt,
@@ -700,6 +686,25 @@ impl<'a> JobRun<'a> {
             None => Ok(()),
             Some(e) => Err(job_error(&e, |m| m)),
         }
+    }
+
+    /// A cache or artifact sub-stage, run only when the job asks for it. Its failure is
+    /// returned for gitlab-runner's error priority; a job that ended meanwhile is an `Err`.
+    async fn run_transfer(
+        &mut self,
+        attempt: &Attempt,
+        wanted: bool,
+        stage: RunStage,
+        ctx: &CancellationToken,
+    ) -> Result<Option<StageError>, JobError> {
+        if !wanted {
+            return Ok(None);
+        }
+        let error = self.run_stage(attempt, stage, ctx.clone(), None).await.err();
+        if self.control.job_ended() {
+            return Err(JobError::System("canceled".into()));
+        }
+        Ok(error)
     }
 
     async fn get_sources(
