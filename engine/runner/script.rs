@@ -105,12 +105,7 @@ fn body_for(stage: &RunStage, cx: &ScriptContext<'_>) -> String {
         RunStage::RestoreCache => {
             exports(&mut b, cx);
             b.cd(cx.project_dir);
-            let key = cx
-                .job
-                .cache
-                .as_ref()
-                .map(|c| c.key.as_str())
-                .unwrap_or("default");
+            let key = cache_key(cx);
             b.notice(&format!("Checking cache for {key}..."));
             guarded(
                 &mut b,
@@ -141,12 +136,7 @@ fn body_for(stage: &RunStage, cx: &ScriptContext<'_>) -> String {
         RunStage::ArchiveCache { .. } => {
             exports(&mut b, cx);
             b.cd(cx.project_dir);
-            let key = cx
-                .job
-                .cache
-                .as_ref()
-                .map(|c| c.key.as_str())
-                .unwrap_or("default");
+            let key = cache_key(cx);
             b.notice(&format!("Creating cache {key}..."));
             guarded(
                 &mut b,
@@ -173,6 +163,15 @@ fn body_for(stage: &RunStage, cx: &ScriptContext<'_>) -> String {
         }
     }
     b.0
+}
+
+/// The job's cache key, `default` when it names none.
+fn cache_key<'a>(cx: &'a ScriptContext<'_>) -> &'a str {
+    cx.job
+        .cache
+        .as_ref()
+        .map(|c| c.key.as_str())
+        .unwrap_or("default")
 }
 
 fn cache_file(cx: &ScriptContext<'_>, key: &str) -> String {

@@ -700,7 +700,10 @@ impl<'a> JobRun<'a> {
         if !wanted {
             return Ok(None);
         }
-        let error = self.run_stage(attempt, stage, ctx.clone(), None).await.err();
+        let error = self
+            .run_stage(attempt, stage, ctx.clone(), None)
+            .await
+            .err();
         if self.control.job_ended() {
             return Err(JobError::System("canceled".into()));
         }
