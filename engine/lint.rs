@@ -156,10 +156,10 @@ fn semantic(l: &Document) -> Vec<Problem> {
             if let Some(id) = step.get("id").and_then(|i| i.as_str()) {
                 earlier.push(id.to_string());
             }
-            if step.get("kind").and_then(|k| k.as_str()) == Some("set_vars") {
-                if let Some(values) = step.get("values").and_then(|v| v.as_object()) {
-                    stage_vars.extend(values.keys().cloned());
-                }
+            if step.get("kind").and_then(|k| k.as_str()) == Some("set_vars")
+                && let Some(values) = step.get("values").and_then(|v| v.as_object())
+            {
+                stage_vars.extend(values.keys().cloned());
             }
         }
     }

@@ -52,13 +52,13 @@ pub fn apply(base: &mut Node, layer: &Node, problems: &mut Vec<Problem>) {
             }
         }
     }
-    if let Some((_, patch)) = layer_map.get("patch") {
-        if let Some(patches) = patch.as_map() {
-            for (id, (key_loc, change)) in patches {
-                match find_step_mut(base_map, id) {
-                    Some(step) => merge(step, change),
-                    None => problems.push(unknown_id(id, *key_loc, "patch")),
-                }
+    if let Some((_, patch)) = layer_map.get("patch")
+        && let Some(patches) = patch.as_map()
+    {
+        for (id, (key_loc, change)) in patches {
+            match find_step_mut(base_map, id) {
+                Some(step) => merge(step, change),
+                None => problems.push(unknown_id(id, *key_loc, "patch")),
             }
         }
     }

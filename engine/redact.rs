@@ -40,10 +40,10 @@ impl Redactor {
                 r.add(&v);
             }
         }
-        if let Some(path) = std::env::var_os("JOB_RESPONSE_FILE") {
-            if let Ok(bytes) = std::fs::read(path) {
-                r.add_masked_job_variables(&bytes);
-            }
+        if let Some(path) = std::env::var_os("JOB_RESPONSE_FILE")
+            && let Ok(bytes) = std::fs::read(path)
+        {
+            r.add_masked_job_variables(&bytes);
         }
         r
     }
@@ -65,10 +65,10 @@ impl Redactor {
             self.add(token);
         }
         for var in json["variables"].as_array().into_iter().flatten() {
-            if var["masked"].as_bool() == Some(true) {
-                if let Some(v) = var["value"].as_str() {
-                    self.add(v);
-                }
+            if var["masked"].as_bool() == Some(true)
+                && let Some(v) = var["value"].as_str()
+            {
+                self.add(v);
             }
         }
     }

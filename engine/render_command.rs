@@ -43,10 +43,10 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
     };
     let mut redactor = Redactor::from_env();
     for (k, v) in &environment.env {
-        if k.contains("PASSWORD") || k.contains("SECRET") || k.contains("TOKEN") {
-            if let Some(v) = v.as_str() {
-                redactor.add(v);
-            }
+        if (k.contains("PASSWORD") || k.contains("SECRET") || k.contains("TOKEN"))
+            && let Some(v) = v.as_str()
+        {
+            redactor.add(v);
         }
     }
     let Some(stage_name) = stage else {

@@ -46,10 +46,10 @@ impl Services {
         Fut: Future<Output = Result<T, StepError>>,
     {
         let mut slots = self.slots.lock().await;
-        if let Some(existing) = slots.get(&TypeId::of::<T>()) {
-            if let Ok(t) = existing.clone().downcast::<T>() {
-                return Ok(t);
-            }
+        if let Some(existing) = slots.get(&TypeId::of::<T>())
+            && let Ok(t) = existing.clone().downcast::<T>()
+        {
+            return Ok(t);
         }
         let made = Arc::new(init().await?);
         slots.insert(TypeId::of::<T>(), made.clone());

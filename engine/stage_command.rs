@@ -25,13 +25,13 @@ use crate::template_context::Environment;
 pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
     let exit = ExitCodes::from_env();
     let log = JobLog::stderr(Redactor::from_env(), diagnostics::use_color());
-    if stage == Stage::Run {
-        if let Err(e) = exit.clear_build_exit_code_file() {
-            log.error(&format!(
-                "cannot remove the stale BUILD_EXIT_CODE_FILE: {e}"
-            ));
-            return exit.system_failure;
-        }
+    if stage == Stage::Run
+        && let Err(e) = exit.clear_build_exit_code_file()
+    {
+        log.error(&format!(
+            "cannot remove the stale BUILD_EXIT_CODE_FILE: {e}"
+        ));
+        return exit.system_failure;
     }
     let loaded = match recipe_loader::load(recipes) {
         Ok(l) => l,

@@ -66,10 +66,12 @@ pub fn shape(s: &str) -> TemplateShape<'_> {
         return TemplateShape::Plain;
     }
     let t = s.trim();
-    if let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
-        if !inner.contains("{{") && !inner.contains("}}") && !t.contains("{%") {
-            return TemplateShape::Expression(inner);
-        }
+    if let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}"))
+        && !inner.contains("{{")
+        && !inner.contains("}}")
+        && !t.contains("{%")
+    {
+        return TemplateShape::Expression(inner);
     }
     TemplateShape::Text
 }

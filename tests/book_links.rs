@@ -155,7 +155,7 @@ fn every_link_between_chapters_resolves() {
         })
         .collect();
     let mut broken = vec![];
-    for (page, _) in &pages {
+    for page in pages.keys() {
         let text = std::fs::read_to_string(page).unwrap();
         for (target, line) in links(&text) {
             let (file, fragment) = match target.split_once('#') {
@@ -172,10 +172,10 @@ fn every_link_between_chapters_resolves() {
                 None if dest.exists() => {}
                 None => broken.push(format!("{name}: no such page")),
                 Some(ids) => {
-                    if let Some(f) = fragment {
-                        if !ids.contains(f) {
-                            broken.push(format!("{name}: no heading with id `{f}`"));
-                        }
+                    if let Some(f) = fragment
+                        && !ids.contains(f)
+                    {
+                        broken.push(format!("{name}: no heading with id `{f}`"));
                     }
                 }
             }

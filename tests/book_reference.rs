@@ -46,11 +46,8 @@ fn every_step_kind_has_a_section() {
 
 #[test]
 fn field_types_are_readable() {
-    let schema = serde_json::json!({
-        "$defs": {"Template": {}, "Thing": {"type": "object", "properties": {}}},
-    });
     let mut seen = BTreeSet::new();
-    let mut ty = |v: Json| type_text(&v, &schema, &mut seen);
+    let mut ty = |v: Json| type_text(&v, &mut seen);
     assert_eq!(
         ty(serde_json::json!({"type": ["string", "null"]})),
         "string"
@@ -91,7 +88,7 @@ fn render(schema: &Json) -> String {
 
     out.push_str("## Top-level fields {#top-level}\n\n");
     paragraph(&mut out, schema);
-    field_table(&mut out, schema, schema, &mut seen);
+    field_table(&mut out, schema, &mut seen);
 
     let step = &defs["Step"];
     out.push_str("## Fields every step has {#step-fields}\n\n");
@@ -99,7 +96,7 @@ fn render(schema: &Json) -> String {
         "A step is one mapping: these shared fields, `kind`, and the arguments of its kind \
          (listed under [Step kinds](#step-kinds)).\n\n",
     );
-    field_table(&mut out, step, schema, &mut seen);
+    field_table(&mut out, step, &mut seen);
 
     out.push_str("## Step kinds {#step-kinds}\n\n");
     let variants = step["oneOf"].as_array().cloned().unwrap_or_default();
@@ -122,7 +119,7 @@ fn render(schema: &Json) -> String {
             .as_object()
             .is_some_and(|p| p.keys().any(|k| k != "kind"));
         if has_args {
-            field_table(&mut out, v, schema, &mut seen);
+            field_table(&mut out, v, &mut seen);
         } else {
             out.push_str("No arguments.\n\n");
         }
@@ -159,13 +156,9 @@ fn render(schema: &Json) -> String {
                 }
                 out.push('\n');
             } else if def.get("properties").is_some() {
-                field_table(&mut out, def, schema, &mut seen);
+                field_table(&mut out, def, &mut seen);
             } else {
-                let _ = writeln!(
-                    out,
-                    "A value of type {}.\n",
-                    type_text(def, schema, &mut seen)
-                );
+                let _ = writeln!(out, "A value of type {}.\n", type_text(def, &mut seen));
             }
         }
     }
@@ -219,7 +212,7 @@ fn anchor(name: &str) -> String {
     name.to_ascii_lowercase()
 }
 
-fn field_table(out: &mut String, obj: &Json, root: &Json, seen: &mut BTreeSet<String>) {
+fn field_table(out: &mut String, obj: &Json, seen: &mut BTreeSet<String>) {
     let empty = Map::new();
     let props = obj["properties"].as_object().unwrap_or(&empty);
     let required: BTreeSet<&str> = obj["required"]
@@ -240,7 +233,7 @@ fn field_table(out: &mut String, obj: &Json, root: &Json, seen: &mut BTreeSet<St
         let _ = writeln!(
             out,
             "| `{name}` | {} | {} | {} | {} |",
-            cell(type_text(p, root, seen)),
+            cell(type_text(p, seen)),
             if required.contains(name.as_str()) {
                 "yes"
             } else {
@@ -283,7 +276,7 @@ fn enum_values(def: &Json) -> Option<Vec<(String, Option<String>)>> {
 }
 
 /// A field's type in words, e.g. "list of [ErrorClass](#type-errorclass)" or "integer or template".
-fn type_text(v: &Json, root: &Json, seen: &mut BTreeSet<String>) -> String {
+fn type_text(v: &Json, seen: &mut BTreeSet<String>) -> String {
     if let Some(r) = v.get("$ref").and_then(Json::as_str) {
         let name = r.rsplit('/').next().unwrap_or(r).to_string();
         if name == "Template" {
@@ -306,7 +299,7 @@ fn type_text(v: &Json, root: &Json, seen: &mut BTreeSet<String>) -> String {
         let mut parts: Vec<String> = alts
             .iter()
             .filter(|a| a.get("type").and_then(Json::as_str) != Some("null"))
-            .map(|a| type_text(a, root, seen))
+            .map(|a| type_text(a, seen))
             .collect();
         parts.dedup();
         return parts.join(" or ");
@@ -336,15 +329,12 @@ fn type_text(v: &Json, root: &Json, seen: &mut BTreeSet<String>) -> String {
                 "duration".to_string()
             }
             "array" => match v.get("items") {
-                Some(items) => format!("list of {}", type_text(items, root, seen)),
+                Some(items) => format!("list of {}", type_text(items, seen)),
                 None => "list".into(),
             },
             "object" => match v.get("additionalProperties") {
                 Some(Json::Object(inner)) if !inner.is_empty() => {
-                    format!(
-                        "map of {}",
-                        type_text(&Json::Object(inner.clone()), root, seen)
-                    )
+                    format!("map of {}", type_text(&Json::Object(inner.clone()), seen))
                 }
                 _ => "map".into(),
             },

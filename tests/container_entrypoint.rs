@@ -127,12 +127,12 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            if child.try_wait().ok().flatten().is_none() {
-                // SAFETY: the group we created for this child.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                let _ = child.wait();
-            }
+        if let Some(child) = &mut self.child
+            && child.try_wait().ok().flatten().is_none()
+        {
+            // SAFETY: the group we created for this child.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
         }
     }
 }

@@ -106,9 +106,7 @@ impl Faults {
     /// failure after three prepare attempts; losing the server mid-script is a system failure;
     /// otherwise the script decides.
     fn expected(&self) -> JobStatus {
-        if self.boot_errors == BootErrors::All {
-            JobStatus::SystemFailure
-        } else if self.ssh_drop {
+        if self.boot_errors == BootErrors::All || self.ssh_drop {
             JobStatus::SystemFailure
         } else if self.exit_42 {
             JobStatus::ScriptFailure

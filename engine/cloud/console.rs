@@ -76,11 +76,10 @@ pub fn parse_host_keys(console: &str) -> HostKeys {
         if let Some(pos) = tokens
             .iter()
             .position(|t| t.starts_with("ssh-") || t.starts_with("ecdsa-sha2-"))
+            && let Some(material) = tokens.get(pos + 1)
         {
-            if let Some(material) = tokens.get(pos + 1) {
-                keys.public_keys
-                    .push(format!("{} {}", tokens[pos], material));
-            }
+            keys.public_keys
+                .push(format!("{} {}", tokens[pos], material));
         }
     }
     keys

@@ -260,20 +260,18 @@ impl KeystoneAuth {
     }
 
     async fn ensure(&self, client: &Client, force: bool) -> Result<(), OsError> {
-        if !force {
-            if let Some(t) = self.token.read().await.as_ref() {
-                if Instant::now() < t.renew_at {
-                    return Ok(());
-                }
-            }
+        if !force
+            && let Some(t) = self.token.read().await.as_ref()
+            && Instant::now() < t.renew_at
+        {
+            return Ok(());
         }
         let mut guard = self.token.write().await;
-        if !force {
-            if let Some(t) = guard.as_ref() {
-                if Instant::now() < t.renew_at {
-                    return Ok(());
-                }
-            }
+        if !force
+            && let Some(t) = guard.as_ref()
+            && Instant::now() < t.renew_at
+        {
+            return Ok(());
         }
         *guard = Some(self.issue(client).await?);
         Ok(())

@@ -31,7 +31,7 @@ pub const STATE_VOLUMES: &str = "volume_ids";
 
 impl From<CloudError> for StepError {
     fn from(e: CloudError) -> StepError {
-        StepError::new(e.kind.into(), e.to_string())
+        StepError::new(e.kind, e.to_string())
     }
 }
 

@@ -173,10 +173,10 @@ pub fn error_message(body: &str) -> String {
         if let Some(obj) = v.as_object() {
             // Nova: {"forbidden": {"message": ..}}; Neutron: {"NeutronError": {"message": ..}}.
             for inner in obj.values() {
-                if inner.is_object() {
-                    if let Some(s) = from_json(inner) {
-                        return Some(s);
-                    }
+                if inner.is_object()
+                    && let Some(s) = from_json(inner)
+                {
+                    return Some(s);
                 }
             }
         }
@@ -431,11 +431,11 @@ impl Api {
                                     format!("answer cut short: {}", describe_reqwest_error(&e)),
                                 )
                             };
-                            if call.idempotent {
-                                if let Some(d) = delays.next() {
-                                    tokio::time::sleep(d).await;
-                                    continue;
-                                }
+                            if call.idempotent
+                                && let Some(d) = delays.next()
+                            {
+                                tokio::time::sleep(d).await;
+                                continue;
                             }
                             return Err(err);
                         }

@@ -84,7 +84,7 @@ impl HostKeyPolicy {
             }
             HostKeyPolicy::Fingerprints(list) => {
                 let fp = presented.fingerprint(HashAlg::Sha256).to_string();
-                if list.iter().any(|f| *f == fp) {
+                if list.contains(&fp) {
                     Ok(())
                 } else {
                     Err(list.join(" or "))

@@ -28,6 +28,7 @@ pub mod wait_server;
 /// A step's kind and its arguments, after rendering.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // parsed once per stage; boxing buys nothing
 pub enum StepKind {
     Log(log::Log),
     Fail(fail::Fail),
