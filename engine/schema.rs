@@ -12,6 +12,8 @@ use crate::cloud::CloudSettings;
 use crate::recipe::Recipe;
 use crate::ssh::connection_args::SshConnectionArgs;
 
+/// A string with a template in it.
+pub const TEMPLATE_PATTERN: &str = r"\{\{|\{%";
 pub const SCHEMA_ID: &str = "https://executor.invalid/recipe.schema.json";
 const TEMPLATE_DEF: &str = "Template";
 
@@ -52,7 +54,7 @@ pub fn recipe_schema() -> Json {
                 json_schema!({
                     "description": "A template expression, e.g. \"{{ vars.size }}\", typed after rendering.",
                     "type": "string",
-                    "pattern": "\\{\\{|\\{%"
+                    "pattern": TEMPLATE_PATTERN
                 })
                 .to_value(),
             );

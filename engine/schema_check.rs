@@ -16,9 +16,15 @@ pub struct SchemaCheck {
     outline: Validator,
     /// The schema `outline` was built from, to name the fields an object may have.
     outline_schema: Json,
-    /// One validator per step kind, with its schema: the shared fields plus that kind's
-    /// arguments.
-    kinds: HashMap<String, (Validator, Json)>,
+    /// One schema per step kind: the shared fields plus that kind's arguments.
+    kinds: HashMap<String, KindCheck>,
+}
+
+/// A step kind's schema, compiled on first use: every stage process validates its recipe, and
+/// compiling all kinds' validators was most of a `run` sub-stage's CPU time.
+struct KindCheck {
+    schema: Json,
+    validator: OnceLock<Validator>,
 }
 
 const STEP_LISTS: [&str; 3] = ["/prepare", "/run", "/cleanup"];
@@ -30,39 +36,67 @@ impl SchemaCheck {
     }
 
     fn build() -> SchemaCheck {
-        let schema = crate::schema::recipe_schema();
-        let defs = schema["$defs"].clone();
-        let step = defs["Step"].clone();
-        let mut outline = schema.clone();
-        outline["$defs"]["Step"] = serde_json::json!({"type": "object"});
-        let outline_schema = outline.clone();
-        let outline = jsonschema::validator_for(&outline).expect("the recipe schema compiles");
+        let mut schema = crate::schema::recipe_schema();
+        patterns_to_formats(&mut schema);
+        // Taken apart rather than cloned: this runs at the start of every stage process.
+        let mut defs = match schema["$defs"].take() {
+            Json::Object(m) => m,
+            _ => Map::new(),
+        };
+        let mut step = match defs.remove("Step") {
+            Some(Json::Object(m)) => m,
+            _ => Map::new(),
+        };
+        defs.insert("Step".into(), serde_json::json!({"type": "object"}));
+        let mut outline_schema = schema;
+        keep_used_defs(&mut outline_schema, &defs);
+        let outline = compile(&outline_schema);
+
+        let branches = match step.remove("oneOf") {
+            Some(Json::Array(b)) => b,
+            _ => vec![],
+        };
+        step.remove("unevaluatedProperties");
+        step.insert("additionalProperties".into(), Json::Bool(false));
         let mut kinds = HashMap::new();
-        for branch in step["oneOf"].as_array().into_iter().flatten() {
-            let Some(kind) = branch["properties"]["kind"]["const"].as_str() else {
+        for mut branch in branches {
+            let Some(kind) = branch["properties"]["kind"]["const"]
+                .as_str()
+                .map(String::from)
+            else {
                 continue;
             };
             // One flat object per kind: inside a failing `oneOf` branch nothing counts as
             // evaluated, and every field would be reported as unknown.
             let mut one = step.clone();
-            let obj = one.as_object_mut().expect("a step schema is an object");
-            obj.remove("oneOf");
-            obj.remove("unevaluatedProperties");
-            obj.insert("additionalProperties".into(), Json::Bool(false));
-            let mut props = step["properties"].as_object().cloned().unwrap_or_default();
-            props.extend(
-                branch["properties"]
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
+            let mut props = one
+                .remove("properties")
+                .and_then(|p| match p {
+                    Json::Object(m) => Some(m),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            if let Json::Object(own) = branch["properties"].take() {
+                props.extend(own);
+            }
+            one.insert("properties".into(), Json::Object(props));
+            let mut required = match one.remove("required") {
+                Some(Json::Array(r)) => r,
+                _ => vec![],
+            };
+            if let Json::Array(own) = branch["required"].take() {
+                required.extend(own);
+            }
+            one.insert("required".into(), Json::Array(required));
+            let mut one = Json::Object(one);
+            keep_used_defs(&mut one, &defs);
+            kinds.insert(
+                kind,
+                KindCheck {
+                    schema: one,
+                    validator: OnceLock::new(),
+                },
             );
-            obj.insert("properties".into(), Json::Object(props));
-            let mut required: Vec<Json> = step["required"].as_array().cloned().unwrap_or_default();
-            required.extend(branch["required"].as_array().cloned().unwrap_or_default());
-            obj.insert("required".into(), Json::Array(required));
-            obj.insert("$defs".into(), defs.clone());
-            let v = jsonschema::validator_for(&one).expect("a step schema compiles");
-            kinds.insert(kind.to_string(), (v, one));
         }
         SchemaCheck {
             outline,
@@ -130,7 +164,7 @@ impl SchemaCheck {
                 ];
             }
         };
-        let Some((validator, schema)) = self.kinds.get(kind) else {
+        let Some(check) = self.kinds.get(kind) else {
             let mut p = Problem::new(
                 "unknown-step-kind",
                 format!("unknown step kind `{kind}`"),
@@ -142,12 +176,95 @@ impl SchemaCheck {
             };
             return vec![p];
         };
+        let validator = check.validator.get_or_init(|| compile(&check.schema));
         let instance = Json::Object(map.clone());
         validator
             .iter_errors(&instance)
-            .flat_map(|e| to_problems(&e, at, spans, schema))
+            .flat_map(|e| to_problems(&e, at, spans, &check.schema))
             .collect()
     }
+}
+
+const DURATION_FORMAT: &str = "executor-duration";
+const TEMPLATE_FORMAT: &str = "executor-template";
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// What `DURATION_PATTERN` says, by the parser that reads durations after rendering.
+fn is_duration(s: &str) -> bool {
+    is_template(s) || humantime::parse_duration(s.trim()).is_ok()
+}
+
+/// The published schema's two patterns, for editors, checked here as formats instead: every
+/// validator compiled its own copies of the regexes, a third of each stage process's start.
+fn patterns_to_formats(v: &mut Json) {
+    match v {
+        Json::Object(m) => {
+            let format = match m.get("pattern").and_then(Json::as_str) {
+                Some(crate::schema::DURATION_PATTERN) => Some(DURATION_FORMAT),
+                Some(crate::schema::TEMPLATE_PATTERN) => Some(TEMPLATE_FORMAT),
+                _ => None,
+            };
+            if let Some(f) = format {
+                m.remove("pattern");
+                m.insert("format".into(), Json::String(f.into()));
+            }
+            m.values_mut().for_each(patterns_to_formats);
+        }
+        Json::Array(items) => items.iter_mut().for_each(patterns_to_formats),
+        _ => {}
+    }
+}
+
+fn compile(schema: &Json) -> Validator {
+    jsonschema::options()
+        .should_validate_formats(true)
+        .with_format(DURATION_FORMAT, is_duration)
+        .with_format(TEMPLATE_FORMAT, is_template)
+        .build(schema)
+        .expect("the recipe schema compiles")
+}
+
+/// The `$defs` names `v` refers to, outside its own `$defs`.
+fn refs_in(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::Object(m) => {
+            if let Some(name) = m
+                .get("$ref")
+                .and_then(Json::as_str)
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+            {
+                out.push(name.to_string());
+            }
+            for (k, child) in m {
+                if k != "$defs" {
+                    refs_in(child, out);
+                }
+            }
+        }
+        Json::Array(items) => items.iter().for_each(|i| refs_in(i, out)),
+        _ => {}
+    }
+}
+
+/// Keeps in `doc` only the definitions it uses, directly or through other definitions: a
+/// validator compiles (and checks) every definition it is given.
+fn keep_used_defs(doc: &mut Json, defs: &Map<String, Json>) {
+    let mut todo = vec![];
+    refs_in(doc, &mut todo);
+    let mut kept = Map::new();
+    while let Some(name) = todo.pop() {
+        if kept.contains_key(&name) {
+            continue;
+        }
+        if let Some(def) = defs.get(&name) {
+            refs_in(def, &mut todo);
+            kept.insert(name, def.clone());
+        }
+    }
+    doc["$defs"] = Json::Object(kept);
 }
 
 pub fn did_you_mean<'a>(
@@ -298,7 +415,7 @@ fn to_problems(
             Problem::new("invalid-type", e.to_string(), spans.value_loc(&path))
                 .with_help("a value that is computed can be a template, e.g. \"{{ vars.size }}\""),
         ],
-        ValidationErrorKind::Pattern { pattern } if pattern == crate::schema::DURATION_PATTERN => {
+        ValidationErrorKind::Format { format } if format == DURATION_FORMAT => {
             vec![
                 Problem::new(
                     "bad-duration",
@@ -313,5 +430,38 @@ fn to_problems(
             e.to_string(),
             spans.value_loc(&path),
         )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_what_the_runtime_parser_reads_or_templates() {
+        for ok in [
+            "90s",
+            " 10m ",
+            "1h 30m",
+            "1h30m",
+            "250ms",
+            "{{ vars.t }}",
+            "{{ env.T }}s",
+        ] {
+            assert!(is_duration(ok), "{ok}");
+        }
+        for bad in ["", "10", "ten minutes", "5 parsecs", "-1s"] {
+            assert!(!is_duration(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn step_kinds_carry_only_the_definitions_they_use() {
+        let check = SchemaCheck::get();
+        let log = &check.kinds["log"].schema;
+        assert!(log["$defs"].get("BootVolume").is_none(), "{log}");
+        let create = &check.kinds["create_server"].schema;
+        assert!(create["$defs"].get("BootVolume").is_some());
+        assert!(check.outline_schema["$defs"].get("CloudSettings").is_some());
     }
 }
