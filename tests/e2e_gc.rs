@@ -404,3 +404,60 @@ async fn runner_killed_with_sigkill_leaves_the_vm_and_gc_removes_it() {
     let counts = e2e_support::settled_counts(&cloud.sim).await;
     assert_eq!(leaked(&counts), 0, "{}", describe(&counts));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_whose_runner_died_powers_off_at_the_job_timeout_and_gc_reaps_it_at_once() {
+    // A guest minute of 300 ms: the job's 60-minute timeout (gitlab-runner's default of one
+    // hour, with POWEROFF_MARGIN=0) passes 18 s after the server booted.
+    let cloud = Cloud::start_with(|o| o.guest_minute = Duration::from_millis(300)).await;
+    let mut env = cloud.service_env(OWNER);
+    env.push(("POWEROFF_MARGIN".into(), "0".into()));
+    let env = serde_json::to_string(&env).expect("json");
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "runner_child_for_the_sigkill_test",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("E2E_CHILD_ENV", env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("runner process starts");
+    let server_dir = cloud
+        .wait_for_server_file("started", Duration::from_secs(120))
+        .await;
+    let server_id = server_dir
+        .file_name()
+        .expect("dir name")
+        .to_string_lossy()
+        .to_string();
+    child.kill().await.expect("SIGKILL the runner");
+    assert_eq!(
+        cloud.sim.server_status(&server_id).as_deref(),
+        Some("ACTIVE")
+    );
+
+    // Nobody deletes it; the guest powers itself off once the job's timeout has passed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while cloud.sim.server_status(&server_id).as_deref() != Some("SHUTOFF") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never powered off: {:?}",
+            cloud.sim.server_status(&server_id)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A SHUTOFF server cannot run a job: gc reaps it without waiting for --older-than.
+    let (code, out, err) = gc(&cloud, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("deleted server {server_id} ")) && out.contains("status SHUTOFF"),
+        "{out}"
+    );
+    let counts = e2e_support::settled_counts(&cloud.sim).await;
+    assert_eq!(leaked(&counts), 0, "{}", describe(&counts));
+}

@@ -25,6 +25,10 @@
 //! server runs an SSH endpoint on its addresses: port 22 when bindable, else a free port. The
 //! port is published in the server's metadata key **`ssh_port`** (always, also when it is 22)
 //! as soon as the server is ACTIVE; it refuses connections until the endpoint is up.
+//!
+//! Guests honour cloud-init's `power_state` (`mode: poweroff`) from `#cloud-config` user data:
+//! after its delay, counted in [`SimOptions::guest_minute`]s, the server turns SHUTOFF and its
+//! SSH endpoint goes away, as a real guest's would.
 
 mod cinder;
 mod console_log;

@@ -114,9 +114,13 @@ pub fn server_doc(base: &str, st: &Store, s: &Server, mv: Microversion) -> Value
         ServerStatus::Build => ("building", json!("spawning"), 0),
         ServerStatus::Active => ("active", Value::Null, 1),
         ServerStatus::Error => ("error", Value::Null, 0),
+        ServerStatus::Shutoff => ("stopped", Value::Null, 4),
         ServerStatus::Deleted => ("deleted", json!("deleting"), 0),
     };
-    let built = matches!(s.status, ServerStatus::Active | ServerStatus::Error);
+    let built = matches!(
+        s.status,
+        ServerStatus::Active | ServerStatus::Error | ServerStatus::Shutoff
+    );
     let volumes: Vec<Value> = s
         .volumes
         .iter()
@@ -381,6 +385,26 @@ pub fn cloud_config_keys(user_data: &str) -> Vec<String> {
     let mut out = vec![];
     walk(&doc, &mut out);
     out
+}
+
+/// The minutes after which cloud-init powers the guest off, from a `#cloud-config` document's
+/// `power_state` (`mode: poweroff` or `halt`; `delay: now`, `"+N"` or `N` minutes).
+pub fn cloud_config_power_off(user_data: &str) -> Option<u64> {
+    if !user_data.trim_start().starts_with("#cloud-config") {
+        return None;
+    }
+    let doc = serde_saphyr::from_str::<Value>(user_data).ok()?;
+    let ps = doc.get("power_state")?;
+    if !matches!(ps["mode"].as_str(), Some("poweroff" | "halt")) || ps["condition"] == false {
+        return None;
+    }
+    match &ps["delay"] {
+        Value::Null => Some(0),
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) if s == "now" => Some(0),
+        Value::String(s) => s.trim().trim_start_matches('+').parse().ok(),
+        _ => None,
+    }
 }
 
 struct Nic {
@@ -807,6 +831,9 @@ async fn life_cycle(sh: Arc<Shared>, id: String, fails: bool) {
         } else {
             s.status = ServerStatus::Active;
             s.launched = Some(now);
+            if let Some(minutes) = s.user_data.as_deref().and_then(cloud_config_power_off) {
+                tokio::spawn(power_off_later(sh.clone(), id.clone(), minutes));
+            }
         }
     }
     if fails || sh.opts.ssh_mode == super::options::SshMode::Disabled {
@@ -818,6 +845,31 @@ async fn life_cycle(sh: Arc<Shared>, id: String, fails: bool) {
         _ = tokio::time::sleep(sh.opts.ssh_delay) => {}
     }
     bring_up_ssh(&sh, &id).await;
+}
+
+/// The guest powers itself off `minutes` (guest minutes) after it booted, as cloud-init's
+/// `power_state` does: Nova then shows SHUTOFF, and SSH stops answering.
+async fn power_off_later(sh: Arc<Shared>, id: String, minutes: u64) {
+    let wait = sh
+        .opts
+        .guest_minute
+        .saturating_mul(minutes.min(u32::MAX as u64) as u32);
+    tokio::select! {
+        _ = sh.shutdown.cancelled() => return,
+        _ = tokio::time::sleep(wait) => {}
+    }
+    {
+        let mut st = sh.store();
+        let Some(s) = st.servers.get_mut(&id) else {
+            return;
+        };
+        if s.status != ServerStatus::Active {
+            return;
+        }
+        s.status = ServerStatus::Shutoff;
+        s.updated = SystemTime::now();
+    }
+    sh.ssh.stop(&id);
 }
 
 /// A real guest's SSH port is known as soon as it is ACTIVE (it is 22), long before its sshd
@@ -1036,6 +1088,34 @@ mod tests {
         assert!(!name_filter("^ci-1$").is_match("ci-10"));
         // Not a valid regex: matched literally rather than failing.
         assert!(name_filter("ci-[").is_match("x-ci-[-y"));
+    }
+
+    #[test]
+    fn power_state_gives_the_minutes_until_power_off() {
+        let ud = |ps: &str| format!("#cloud-config\npackages: [git]\npower_state:\n{ps}");
+        assert_eq!(
+            cloud_config_power_off(&ud("  mode: poweroff\n  delay: \"+90\"\n")),
+            Some(90)
+        );
+        assert_eq!(
+            cloud_config_power_off(&ud("  mode: halt\n  delay: now\n")),
+            Some(0)
+        );
+        assert_eq!(
+            cloud_config_power_off(&ud("  mode: poweroff\n  delay: 5\n")),
+            Some(5)
+        );
+        assert_eq!(
+            cloud_config_power_off(&ud("  mode: reboot\n  delay: \"+1\"\n")),
+            None
+        );
+        assert_eq!(
+            cloud_config_power_off(&ud(
+                "  mode: poweroff\n  delay: \"+1\"\n  condition: false\n"
+            )),
+            None
+        );
+        assert_eq!(cloud_config_power_off("#!/bin/sh\npoweroff"), None);
     }
 
     #[test]

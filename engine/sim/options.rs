@@ -35,6 +35,9 @@ pub struct SimOptions {
     pub token_ttl: Duration,
     /// Nova's instance quota for the project.
     pub instance_quota: usize,
+    /// How long a minute lasts on the guests' clocks, for cloud-init's `power_state` delay
+    /// (tests shorten it).
+    pub guest_minute: Duration,
     /// Where per-server working directories are created. `None`: a temporary directory removed
     /// when the simulator shuts down.
     pub state_dir: Option<PathBuf>,
@@ -51,6 +54,7 @@ impl Default for SimOptions {
             token_ttl: Duration::from_secs(3600),
             instance_quota: 10,
             state_dir: None,
+            guest_minute: Duration::from_secs(60),
         }
     }
 }

@@ -79,6 +79,8 @@ pub enum ServerStatus {
     Build,
     Active,
     Error,
+    /// Powered off by its guest (cloud-init's `power_state`).
+    Shutoff,
     Deleted,
 }
 
@@ -88,6 +90,7 @@ impl ServerStatus {
             ServerStatus::Build => "BUILD",
             ServerStatus::Active => "ACTIVE",
             ServerStatus::Error => "ERROR",
+            ServerStatus::Shutoff => "SHUTOFF",
             ServerStatus::Deleted => "DELETED",
         }
     }
