@@ -15,6 +15,10 @@ use serde_json::json;
 mod cloud_support;
 use cloud_support::{boot, target};
 
+/// A public key to import; nobody holds its private half.
+const TEST_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e test";
+
 fn enabled() -> bool {
     std::env::var("EXECUTOR_REALCLOUD").is_ok_and(|v| v == "1")
 }
@@ -148,16 +152,14 @@ async fn prepare_then_cleanup_leaves_nothing() {
     let me = owner(&format!("job{u}"), &u);
     let name = format!("ci-{u}-cycle");
     let key_name = job_keypair_name(&me);
-    import_job_keypair(
-        &os,
-        &key_name,
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e test",
-        true,
-    )
-    .await
-    .unwrap();
+    import_job_keypair(&os, &key_name, TEST_KEY, true)
+        .await
+        .unwrap();
     // Importing again (a repeated prepare) is not an error.
-    import_job_keypair(&os, &key_name, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e other-comment", true).await.unwrap();
+    let recommented = TEST_KEY.replace(" test", " other-comment");
+    import_job_keypair(&os, &key_name, &recommented, true)
+        .await
+        .unwrap();
     let mut s = spec(&name, "m1.tiny");
     s.key_name = Some(key_name.clone());
     s.security_groups = vec!["default".into()];
@@ -333,14 +335,9 @@ async fn the_reaper_finds_and_deletes_orphans_by_the_real_services_timestamps() 
         job: "9001".into(),
     };
     let key_name = job_keypair_name(&me);
-    import_job_keypair(
-        &os,
-        &key_name,
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e test",
-        true,
-    )
-    .await
-    .unwrap();
+    import_job_keypair(&os, &key_name, TEST_KEY, true)
+        .await
+        .unwrap();
     // A server deleted by hand, without the job's cleanup: its floating IP stays behind.
     let server = boot(
         &os,

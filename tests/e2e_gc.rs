@@ -339,10 +339,13 @@ async fn runner_child_for_the_sigkill_test() {
     assert_eq!(r.status, JobStatus::Success);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runner_killed_with_sigkill_leaves_the_vm_and_gc_removes_it() {
-    let cloud = Cloud::start().await;
-    let env = serde_json::to_string(&cloud.service_env(OWNER)).expect("json");
+/// Runs a job with the default recipe in a runner process of its own, and SIGKILLs that
+/// runner once the job's script has started: the runner gets no chance to run cleanup.
+/// Returns the job's server id.
+async fn runner_killed_mid_job(cloud: &Cloud, extra_env: Vec<(String, String)>) -> String {
+    let mut env = cloud.service_env(OWNER);
+    env.extend(extra_env);
+    let env = serde_json::to_string(&env).expect("json");
     let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "runner_child_for_the_sigkill_test",
@@ -360,13 +363,18 @@ async fn runner_killed_with_sigkill_leaves_the_vm_and_gc_removes_it() {
     let server_dir = cloud
         .wait_for_server_file("started", Duration::from_secs(120))
         .await;
-    let server_id = server_dir
+    child.kill().await.expect("SIGKILL the runner");
+    server_dir
         .file_name()
         .expect("dir name")
         .to_string_lossy()
-        .to_string();
-    // `kill` sends SIGKILL: the runner gets no chance to run cleanup.
-    child.kill().await.expect("SIGKILL the runner");
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_killed_with_sigkill_leaves_the_vm_and_gc_removes_it() {
+    let cloud = Cloud::start().await;
+    let server_id = runner_killed_mid_job(&cloud, vec![]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let counts = cloud.sim.counts();
     assert_eq!(
@@ -410,32 +418,8 @@ async fn a_vm_whose_runner_died_powers_off_at_the_job_timeout_and_gc_reaps_it_at
     // A guest minute of 300 ms: the job's 60-minute timeout (gitlab-runner's default of one
     // hour, with POWEROFF_MARGIN=0) passes 18 s after the server booted.
     let cloud = Cloud::start_with(|o| o.guest_minute = Duration::from_millis(300)).await;
-    let mut env = cloud.service_env(OWNER);
-    env.push(("POWEROFF_MARGIN".into(), "0".into()));
-    let env = serde_json::to_string(&env).expect("json");
-    let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "runner_child_for_the_sigkill_test",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("E2E_CHILD_ENV", env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("runner process starts");
-    let server_dir = cloud
-        .wait_for_server_file("started", Duration::from_secs(120))
-        .await;
-    let server_id = server_dir
-        .file_name()
-        .expect("dir name")
-        .to_string_lossy()
-        .to_string();
-    child.kill().await.expect("SIGKILL the runner");
+    let server_id =
+        runner_killed_mid_job(&cloud, vec![("POWEROFF_MARGIN".into(), "0".into())]).await;
     assert_eq!(
         cloud.sim.server_status(&server_id).as_deref(),
         Some("ACTIVE")
