@@ -204,11 +204,16 @@ async fn one_job(index: u64, faults: Faults) -> Result<JobResult, String> {
     }
 
     let mut cfg = cloud.runner_config(&[default_recipe()], "chaos");
-    // The simulated VMs share this machine's file system, and the default recipe's builds dir
-    // is /home/$USERNAME/builds: a user per job keeps concurrent jobs out of each other's
-    // project directories, as separate VMs would.
-    let user = format!("e2e-chaos-{}-{index}", std::process::id());
-    cfg.service_env.push(("USERNAME".into(), user.clone()));
+    // The simulated VMs share this machine's file system, and every job here has a runner of
+    // its own, so the same concurrency slot: a builds dir per job keeps jobs out of each
+    // other's project directories, as separate VMs would.
+    let own = cloud.dir.path().join(format!("job-{index}"));
+    cfg.service_env.push((
+        "BUILDS_DIR".into(),
+        own.join("builds").display().to_string(),
+    ));
+    cfg.service_env
+        .push(("CACHE_DIR".into(), own.join("cache").display().to_string()));
     // Far above what any fault here justifies; a job that needs it has hung somewhere.
     cfg.default_job_timeout = Duration::from_secs(150);
     let mut job = Job::from_script(faults.script());
@@ -274,7 +279,6 @@ async fn one_job(index: u64, faults: Faults) -> Result<JobResult, String> {
     if leaked(&counts) > 0 {
         let _ = write!(problems, "; left behind: {}", describe(&counts));
     }
-    let _ = std::fs::remove_dir_all(std::path::Path::new("/home").join(&user));
     let cloud = Arc::into_inner(cloud).expect("watchers are done");
     cloud.sim.shutdown().await;
     if problems.is_empty() {

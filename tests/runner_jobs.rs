@@ -118,6 +118,12 @@ fn from_script_makes_one_command_per_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_jobs_get_distinct_slots_that_are_reused_afterwards() {
     let d = FakeDriver::new();
+    // The fake driver runs the scripts on this machine, so concurrent jobs need the shared
+    // builds-dir layout (a directory per slot) or one job's clean-up removes another's files.
+    d.config_json(&format!(
+        r#"{{"builds_dir":"{0}/builds","cache_dir":"{0}/cache","builds_dir_is_shared":true}}"#,
+        d.path().display()
+    ));
     // Every job waits until all three are in build_script, so they truly overlap.
     d.hook(
         "run_build_script",
@@ -133,7 +139,9 @@ for _ in $(seq 1 400); do [ "$(ls "$D" | grep -c '^in_build_')" -ge 3 ] && break
     .await
     .expect("bounded");
     assert_eq!(results.len(), 3);
-    assert!(results.iter().all(|r| r.status == JobStatus::Success));
+    for r in &results {
+        assert_eq!(r.status, JobStatus::Success, "{}", r.job_log);
+    }
     let mut ids: Vec<u64> = results.iter().map(|r| r.job_id).collect();
     ids.sort();
     ids.dedup();

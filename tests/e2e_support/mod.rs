@@ -77,6 +77,17 @@ impl Cloud {
             ("OS_CLOUD".into(), CLOUD_NAME.into()),
             ("EXECUTOR_OWNER".into(), owner.into()),
             ("EXPECTED_BOOT_TIME".into(), "50ms".into()),
+            // Simulated servers share this machine's file system: builds stay in this test's
+            // directory, one per concurrent slot, as `executor simulate` arranges them.
+            (
+                "BUILDS_DIR".into(),
+                self.dir.path().join("builds").display().to_string(),
+            ),
+            (
+                "CACHE_DIR".into(),
+                self.dir.path().join("cache").display().to_string(),
+            ),
+            ("BUILDS_DIR_IS_SHARED".into(), "true".into()),
         ]
     }
 
