@@ -223,7 +223,8 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
     assert!(
         out.lines()
             .any(|l| l.starts_with("would delete floating IP ")
-                && l.ends_with(" of job 201: its server is gone, age 4h")),
+                // "age 4h", or "4h 1s" on a slow machine
+                && l.contains(" of job 201: its server is gone, age 4h")),
         "{out}"
     );
     assert!(
