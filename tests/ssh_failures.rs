@@ -8,7 +8,7 @@ use executor::openssh_server::{OpenSshServer, OpenSshServerConfig};
 use executor::ssh::{
     HostKeyPolicy, ProbeOptions, ScriptOptions, SshError, generate_job_key, probe,
 };
-use ssh_support::{Collector, Fixture, gone, sh};
+use ssh_support::{Collector, Fixture, gone, run_and_cancel_once_started, sh};
 use tokio_util::sync::CancellationToken;
 
 fn read_pid(path: &std::path::Path) -> i32 {
@@ -78,30 +78,7 @@ async fn cancellation_stops_the_script_and_its_children() {
     );
     let script = fx.write_script("s.sh", script.as_bytes());
     let session = fx.session().await;
-    let (out, err) = (Collector::default(), Collector::default());
-    let (mut o, mut e) = (out.clone(), err.clone());
-    let cancel = CancellationToken::new();
-    let opts = ScriptOptions::default();
-    let running = session.run_script(&script, &mut o, &mut e, &opts, &cancel);
-    let canceller = async {
-        out.wait_for(b"started\n").await;
-        cancel.cancel();
-    };
-    let (result, ()) = tokio::time::timeout(Duration::from_secs(60), async {
-        tokio::join!(running, canceller)
-    })
-    .await
-    .expect("cancellation is reported, not hung");
-    let err = result.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            SshError::Canceled {
-                remote_stopped: true
-            }
-        ),
-        "{err:?}"
-    );
+    run_and_cancel_once_started(&session, &script).await;
 
     let pids = [
         read_pid(&shell_pid),

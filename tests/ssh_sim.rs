@@ -17,7 +17,7 @@ use sim_support::{Api, api_opts, start};
 use tokio_util::sync::CancellationToken;
 
 mod ssh_support;
-use ssh_support::{Collector, gone};
+use ssh_support::{Collector, gone, run_and_cancel_once_started};
 
 struct Vm {
     api: Api,
@@ -254,30 +254,7 @@ async fn cancellation_stops_the_script_and_its_children_on_the_simulator() {
         ),
     )
     .unwrap();
-    let (out, err) = (Collector::default(), Collector::default());
-    let (mut o, mut e) = (out.clone(), err.clone());
-    let cancel = CancellationToken::new();
-    let opts = ScriptOptions::default();
-    let running = s.run_script(&script, &mut o, &mut e, &opts, &cancel);
-    let canceller = async {
-        out.wait_for(b"started\n").await;
-        cancel.cancel();
-    };
-    let (result, ()) = tokio::time::timeout(Duration::from_secs(60), async {
-        tokio::join!(running, canceller)
-    })
-    .await
-    .expect("reported, not hung");
-    let err = result.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            SshError::Canceled {
-                remote_stopped: true
-            }
-        ),
-        "{err:?}"
-    );
+    run_and_cancel_once_started(&s, &script).await;
     for line in std::fs::read_to_string(&pids).unwrap().lines() {
         let pid: i32 = line.trim().parse().unwrap();
         assert!(gone(pid).await, "pid {pid} survived");

@@ -158,6 +158,35 @@ impl tokio::io::AsyncWrite for Collector {
     }
 }
 
+/// Runs `script` on `session` and cancels it once it printed `started`; the script must
+/// then be reported as canceled with its remote processes stopped, within a minute.
+pub async fn run_and_cancel_once_started(session: &SshSession, script: &Path) {
+    let (out, err) = (Collector::default(), Collector::default());
+    let (mut o, mut e) = (out.clone(), err.clone());
+    let cancel = CancellationToken::new();
+    let opts = executor::ssh::ScriptOptions::default();
+    let running = session.run_script(script, &mut o, &mut e, &opts, &cancel);
+    let canceller = async {
+        out.wait_for(b"started\n").await;
+        cancel.cancel();
+    };
+    let (result, ()) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(running, canceller)
+    })
+    .await
+    .expect("cancellation is reported, not hung");
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            executor::ssh::SshError::Canceled {
+                remote_stopped: true
+            }
+        ),
+        "{err:?}"
+    );
+}
+
 /// True while a process with this pid runs on this machine (the "server"); zombies count as dead.
 pub fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
