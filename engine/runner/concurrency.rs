@@ -25,15 +25,25 @@ impl SlotGuard {
 impl ConcurrencySlots {
     /// Takes the lowest free slot of `pool` (a runner token, or a runner token and a project).
     pub fn acquire(&self, pool: &str) -> SlotGuard {
+        let [slot] = self.acquire_all([pool]);
+        slot
+    }
+
+    /// Takes a slot of each pool at once, as gitlab-runner computes a job's
+    /// `CI_CONCURRENT_ID` and `CI_CONCURRENT_PROJECT_ID` under one lock: taken one after the
+    /// other, two jobs starting together could get (0, 1) and (1, 0).
+    pub fn acquire_all<const N: usize>(&self, pools: [&str; N]) -> [SlotGuard; N] {
         let mut taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
-        let set = taken.entry(pool.to_owned()).or_default();
-        let id = (0..).find(|i| !set.contains(i)).unwrap_or(u32::MAX);
-        set.insert(id);
-        SlotGuard {
-            slots: self.clone(),
-            pool: pool.to_owned(),
-            id,
-        }
+        pools.map(|pool| {
+            let set = taken.entry(pool.to_owned()).or_default();
+            let id = (0..).find(|i| !set.contains(i)).unwrap_or(u32::MAX);
+            set.insert(id);
+            SlotGuard {
+                slots: self.clone(),
+                pool: pool.to_owned(),
+                id,
+            }
+        })
     }
 }
 

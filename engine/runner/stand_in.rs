@@ -242,11 +242,11 @@ impl<'a> JobRun<'a> {
 
     async fn execute(&mut self) -> JobResult {
         let started = Instant::now();
-        let slot = self.runner.slots.acquire(&self.short_token);
-        let project_slot =
-            self.runner
-                .slots
-                .acquire(&format!("{}/{}", self.short_token, project::PROJECT_ID));
+        let project_pool = format!("{}/{}", self.short_token, project::PROJECT_ID);
+        let [slot, project_slot] = self
+            .runner
+            .slots
+            .acquire_all([self.short_token.as_str(), project_pool.as_str()]);
         self.concurrent_id = slot.id();
         self.concurrent_project_id = project_slot.id();
 
