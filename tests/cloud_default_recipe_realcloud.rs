@@ -112,16 +112,19 @@ fn default_recipe_prepare_run_cleanup_with_a_real_sshd_playing_the_vm() {
         "the host key is pinned"
     );
 
-    let script = d.join("script");
-    std::fs::write(&script, "echo job-output-$((6*7)); echo to-stderr >&2\n").unwrap();
-    let out = stage(
-        d,
-        &owner,
-        &job_id,
-        &["run", script.to_str().unwrap(), "build_script"],
-    )
-    .output()
-    .unwrap();
+    let run = |body: &str| {
+        let script = d.join("script");
+        std::fs::write(&script, body).unwrap();
+        stage(
+            d,
+            &owner,
+            &job_id,
+            &["run", script.to_str().unwrap(), "build_script"],
+        )
+        .output()
+        .unwrap()
+    };
+    let out = run("echo job-output-$((6*7)); echo to-stderr >&2\n");
     assert!(
         out.status.success(),
         "{}",
@@ -130,15 +133,7 @@ fn default_recipe_prepare_run_cleanup_with_a_real_sshd_playing_the_vm() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("job-output-42"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("to-stderr"));
 
-    std::fs::write(&script, "exit 42\n").unwrap();
-    let out = stage(
-        d,
-        &owner,
-        &job_id,
-        &["run", script.to_str().unwrap(), "build_script"],
-    )
-    .output()
-    .unwrap();
+    let out = run("exit 42\n");
     assert_eq!(out.status.code(), Some(11));
     assert_eq!(
         std::fs::read_to_string(d.join("build_exit_code"))
