@@ -49,7 +49,7 @@ fn every_example_lints_clean_and_names_the_schema() {
             "{} lacks the schema comment",
             path.display()
         );
-        let problems = executor::lint::lint(std::slice::from_ref(&path));
+        let problems = executor_driver::recipe::lint::lint(std::slice::from_ref(&path));
         assert!(
             problems.list.is_empty(),
             "{}:\n{}",

@@ -2,7 +2,7 @@
 //! Schema, which is itself generated from the types that parse recipes. This test regenerates the
 //! page and fails when the committed copy differs, so the reference cannot drift from the code.
 //!
-//! Refresh it with `BOOK_REFERENCE_UPDATE=1 cargo test --test book_reference`.
+//! Refresh it with `BOOK_REFERENCE_UPDATE=1 cargo test --test integration book_reference`.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -16,7 +16,7 @@ const INLINE_DEFS: [&str; 2] = ["Step", "Template"];
 
 #[test]
 fn committed_step_reference_matches_the_schema() {
-    let generated = render(&executor::schema::recipe_schema());
+    let generated = render(&executor_driver::recipe::schema::recipe_schema());
     if std::env::var_os("BOOK_REFERENCE_UPDATE").is_some() {
         std::fs::write(PAGE, &generated).expect("write the reference page");
         return;
@@ -24,14 +24,14 @@ fn committed_step_reference_matches_the_schema() {
     let committed = std::fs::read_to_string(PAGE).unwrap_or_default();
     assert!(
         committed == generated,
-        "book/src/reference/steps.md is stale: run `BOOK_REFERENCE_UPDATE=1 cargo test --test book_reference`"
+        "book/src/reference/steps.md is stale: run `BOOK_REFERENCE_UPDATE=1 cargo test --test integration book_reference`"
     );
 }
 
 #[test]
 fn every_step_kind_has_a_section() {
-    let page = render(&executor::schema::recipe_schema());
-    let kinds = executor::schema::step_kinds();
+    let page = render(&executor_driver::recipe::schema::recipe_schema());
+    let kinds = executor_driver::recipe::schema::step_kinds();
     assert!(
         kinds.len() >= 5,
         "expected the generic kinds at least: {kinds:?}"
@@ -63,7 +63,7 @@ fn field_types_are_readable() {
         "list of [Thing](#type-thing)"
     );
     assert_eq!(
-        ty(serde_json::json!({"type": "string", "pattern": executor::schema::DURATION_PATTERN})),
+        ty(serde_json::json!({"type": "string", "pattern": executor_foundation::durations::DURATION_PATTERN})),
         "duration"
     );
     assert_eq!(ty(serde_json::json!({})), "any");
@@ -77,7 +77,7 @@ fn render(schema: &Json) -> String {
     out.push_str("# Recipe reference\n\n");
     out.push_str(
         "<!-- Generated from the recipe schema by tests/book_reference.rs; do not edit by hand.\n     \
-         Refresh: BOOK_REFERENCE_UPDATE=1 cargo test --test book_reference -->\n\n",
+         Refresh: BOOK_REFERENCE_UPDATE=1 cargo test --test integration book_reference -->\n\n",
     );
     out.push_str(
         "Every field a recipe may hold, generated from `schema/recipe.schema.json` (which \
@@ -324,7 +324,7 @@ fn type_text(v: &Json, seen: &mut BTreeSet<String>) -> String {
         .map(|t| match *t {
             "string"
                 if v.get("pattern").and_then(Json::as_str)
-                    == Some(executor::schema::DURATION_PATTERN) =>
+                    == Some(executor_foundation::durations::DURATION_PATTERN) =>
             {
                 "duration".to_string()
             }

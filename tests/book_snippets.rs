@@ -134,7 +134,7 @@ fn check(snippet: &Snippet) -> Result<(), String> {
         }
     }
     paths.push(file);
-    let problems = executor::lint::lint(&paths);
+    let problems = executor_driver::recipe::lint::lint(&paths);
     match snippet.attr("bad") {
         None if problems.list.is_empty() => Ok(()),
         None => Err(format!("fails lint:\n{}", problems.plain())),

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use executor::cloud::CloudSettings;
-use executor::cloud::credentials::{AuthMethod, Credentials, IdOrName};
+use executor_cloud::CloudSettings;
+use executor_cloud::credentials::{AuthMethod, Credentials, IdOrName};
 
 const SECRET: &str = "pa55-w0rd-never-shown";
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use executor::openssh_server::{OpenSshServer, OpenSshServerConfig};
+use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig};
 
 fn enabled() -> bool {
     std::env::var("EXECUTOR_REALCLOUD").is_ok_and(|v| v == "1")
@@ -42,7 +42,7 @@ fn stage(dir: &Path, owner: &str, job_id: &str, args: &[&str]) -> Command {
         .env("NETWORK", "private")
         .env(
             "USERNAME",
-            executor::openssh_server::current_user().unwrap(),
+            executor_simulator::openssh_server::current_user().unwrap(),
         )
         .env("EXECUTOR_OWNER", owner)
         .env("EXPECTED_BOOT_TIME", "3s")

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use executor::cloud::*;
+use executor_cloud::*;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "s3cr3t-pw-do-not-print";

@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use executor::cloud::ownership::{META_CREATED, META_JOB, META_PROJECT, META_RUNNER};
-use executor::cloud::*;
+use executor_cloud::ownership::{META_CREATED, META_JOB, META_PROJECT, META_RUNNER};
+use executor_cloud::*;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -351,7 +351,7 @@ fn ownership_comes_from_the_job_response_file_not_the_job_variables() {
         ..CloudSettings::default()
     };
     let path = file.to_str().unwrap().to_string();
-    let o = executor::cloud::step_glue::job_ownership(&settings, &job, &move |k| {
+    let o = executor_driver::steps::cloud_glue::job_ownership(&settings, &job, &move |k| {
         (k == "JOB_RESPONSE_FILE").then(|| path.clone())
     })
     .unwrap();
@@ -363,7 +363,7 @@ fn ownership_comes_from_the_job_response_file_not_the_job_variables() {
             job: "555".into()
         }
     );
-    let o = executor::cloud::step_glue::job_ownership(&settings, &job, &|_| None).unwrap();
+    let o = executor_driver::steps::cloud_glue::job_ownership(&settings, &job, &|_| None).unwrap();
     assert_eq!(o.job, "1", "without the file, the variables");
 }
 
@@ -463,7 +463,7 @@ async fn created_servers_carry_ownership_metadata() {
         .unwrap();
     let s = fake.get_server(&created.server_id).await.unwrap().unwrap();
     assert!(me.owns(&s.metadata));
-    assert!(executor::cloud::ownership::created_at(&s.metadata).is_some());
+    assert!(executor_cloud::ownership::created_at(&s.metadata).is_some());
     spec.metadata.insert(META_JOB.into(), "999".into());
     let err = create_server(&fake, &spec, &me, &CreateOptions::default())
         .await
@@ -739,12 +739,12 @@ async fn the_reaper_lists_only_this_runners_old_servers() {
         w.servers
             .push((srv("manual", "ci-4", &[(META_RUNNER, "r1")]), 0));
     }
-    let mine = executor::cloud::reaper::list_runner_servers(&fake, "r1")
+    let mine = executor_cloud::reaper::list_runner_servers(&fake, "r1")
         .await
         .unwrap();
     let names: Vec<&str> = mine.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(names, vec!["old", "new"]);
-    let stale = executor::cloud::reaper::stale(&mine, Duration::from_secs(3600), SystemTime::now());
+    let stale = executor_cloud::reaper::stale(&mine, Duration::from_secs(3600), SystemTime::now());
     assert!(stale.iter().all(|s| s.id == "old") && !stale.is_empty());
 }
 

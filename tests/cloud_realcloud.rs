@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use executor::cloud::transport::{Call, Service};
-use executor::cloud::*;
+use executor_cloud::transport::{Call, Service};
+use executor_cloud::*;
 use reqwest::Method;
 use serde_json::json;
 
-mod cloud_support;
+use crate::cloud_support;
 use cloud_support::{boot, target};
 
 /// A public key to import; nobody holds its private half.
@@ -391,7 +391,7 @@ async fn the_reaper_finds_and_deletes_orphans_by_the_real_services_timestamps() 
             .is_empty()
     );
 
-    let reaped = executor::gc::reap(
+    let reaped = executor::commands::gc::reap(
         &os,
         &me.runner,
         Duration::ZERO,

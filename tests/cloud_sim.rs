@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use executor::cloud::*;
-use executor::sim::{Scope, Service, SimCloud, SimOptions, SshMode};
+use executor_cloud::*;
+use executor_simulator::{Scope, Service, SimCloud, SimOptions, SshMode};
 
-mod cloud_support;
+use crate::cloud_support;
 use cloud_support::{boot, spec, target, wait_for};
 
 fn opts() -> SimOptions {
@@ -172,7 +172,7 @@ async fn an_error_boot_shows_the_fault_and_a_new_boot_recovers() {
     let (id, waited) = boot(&os, &spec("ci-1"), &me, &wait()).await;
     let err = waited.unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::BootError);
-    assert!(err.message.contains(executor::sim::NO_VALID_HOST), "{err}");
+    assert!(err.message.contains(executor_simulator::NO_VALID_HOST), "{err}");
     cleanup(&os, &target(&me, "ci-1", Some(id)), &quick())
         .await
         .unwrap();
@@ -388,17 +388,17 @@ async fn the_binary_runs_the_openstack_steps_and_run_makes_no_api_requests() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "prepare: {stderr}");
     assert!(
-        stderr.contains(executor::sim::NO_VALID_HOST),
+        stderr.contains(executor_simulator::NO_VALID_HOST),
         "the fault is in the job log: {stderr}"
     );
     assert!(stderr.contains("booting again"), "{stderr}");
     assert!(
-        stderr.contains("osauth") || stderr.contains("executor::cloud"),
+        stderr.contains("osauth") || stderr.contains("executor_cloud"),
         "trace is on"
     );
     // Even at trace level: no password, no token.
     assert!(
-        !stderr.contains(executor::sim::USER_PASSWORD),
+        !stderr.contains(executor_simulator::USER_PASSWORD),
         "password in the log"
     );
     assert!(

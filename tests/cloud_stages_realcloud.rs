@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use executor::cloud::*;
+use executor_cloud::*;
 
 fn enabled() -> bool {
     std::env::var("EXECUTOR_REALCLOUD").is_ok_and(|v| v == "1")

@@ -7,15 +7,15 @@
 //! cloud). The seed is printed; replay a run with `EXECUTOR_CHAOS_SEED=<seed>`. Also
 //! `EXECUTOR_CHAOS_JOBS` (default 200) and `EXECUTOR_CHAOS_CONCURRENCY` (default 12).
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e_support::{Cloud, default_recipe, describe, leaked, settled_counts};
-use executor::runner::{Job, JobResult, JobStatus, RunOptions, Runner};
-use executor::sim::Scope;
+use gitlab_runner_standin::{Job, JobResult, JobStatus, RunOptions, Runner};
+use executor_simulator::Scope;
 
 /// splitmix64: tiny, seedable and the same on every platform, so a seed replays the draws.
 struct Rng(u64);

@@ -1,17 +1,17 @@
 //! The leak reaper, `executor gc`, against the simulated cloud: what it reaps, what it must
 //! never touch, and the case it exists for, a runner SIGKILLed in the middle of a job.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use e2e_support::{Cloud, default_recipe, describe, driver, leaked};
-use executor::cloud::ownership::{META_CREATED, Ownership};
-use executor::cloud::{Cloud as _, CloudSettings, OpenStack, job_keypair_name};
-use executor::runner::{Job, JobStatus, Runner};
-use executor::sim::CLOUD_NAME;
+use executor_cloud::ownership::{META_CREATED, Ownership};
+use executor_cloud::{Cloud as _, CloudSettings, OpenStack, job_keypair_name};
+use gitlab_runner_standin::{Job, JobStatus, Runner};
+use executor_simulator::CLOUD_NAME;
 use serde_json::json;
 
 const OWNER: &str = "e2e-gc";
@@ -314,7 +314,7 @@ fn gc_without_a_recipe_or_cloud_is_an_error_not_a_panic() {
 
 fn e2e_public_key() -> String {
     let dir = tempfile::tempdir().expect("tmp");
-    executor::ssh::generate_job_key(dir.path(), "key", "e2e-gc")
+    executor_ssh::generate_job_key(dir.path(), "key", "e2e-gc")
         .expect("key")
         .public_openssh
 }
@@ -329,9 +329,9 @@ async fn runner_child_for_the_sigkill_test() {
     };
     let service_env: Vec<(String, String)> =
         serde_json::from_str(&env).expect("E2E_CHILD_ENV is JSON");
-    let mut cfg = executor::runner::RunnerConfig::single_binary(
+    let mut cfg = gitlab_runner_standin::RunnerConfig::single_binary(
         driver(),
-        executor::runner::simulate::driver_args(&[default_recipe()]),
+        gitlab_runner_standin::simulate::driver_args(&[default_recipe()]),
     );
     cfg.service_env = service_env;
     let job = Job::from_script("echo started > \"$HOME/started\"\nsleep 300");
@@ -349,7 +349,7 @@ async fn runner_killed_mid_job(cloud: &Cloud, extra_env: Vec<(String, String)>) 
     let env = serde_json::to_string(&env).expect("json");
     let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
-            "runner_child_for_the_sigkill_test",
+            "e2e_gc::runner_child_for_the_sigkill_test",
             "--exact",
             "--ignored",
             "--nocapture",

@@ -2,14 +2,14 @@
 //! the shipped default recipe (`recipes/openstack.yaml`), against the simulated cloud with its
 //! embedded SSH server (and with real OpenSSH where sshd's behaviour matters).
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use e2e_support::{Cloud, describe, explain, leaked, line_value, run_bounded, wait_gone};
-use executor::runner::{Job, JobArtifacts, JobControl, JobStatus, RunOptions, When};
-use executor::sim::SshMode;
+use gitlab_runner_standin::{Job, JobArtifacts, JobControl, JobStatus, RunOptions, When};
+use executor_simulator::SshMode;
 
 const OWNER: &str = "e2e-jobs";
 
@@ -115,7 +115,7 @@ fn long_job() -> Job {
     job
 }
 
-async fn cancel_during_build_script(cloud: &Cloud, runner: &executor::runner::Runner) {
+async fn cancel_during_build_script(cloud: &Cloud, runner: &gitlab_runner_standin::Runner) {
     let job = long_job();
     let control = JobControl::new();
     let opts = RunOptions {
@@ -167,11 +167,11 @@ async fn a_cancel_during_build_script_stops_the_remote_process_and_still_runs_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_with_real_openssh_stops_the_remote_process() {
     let cloud = Cloud::start_with(|o| o.ssh_mode = SshMode::OpenSsh).await;
-    let user = executor::openssh_server::current_user().expect("current user");
+    let user = executor_simulator::openssh_server::current_user().expect("current user");
     let mut cfg = cloud.runner_config(&[e2e_support::default_recipe()], OWNER);
     // Real sshd logs in as the user running the simulator.
     cfg.service_env.push(("USERNAME".into(), user));
-    cancel_during_build_script(&cloud, &executor::runner::Runner::new(cfg)).await;
+    cancel_during_build_script(&cloud, &gitlab_runner_standin::Runner::new(cfg)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +210,7 @@ async fn twenty_concurrent_jobs_reusing_slots_each_use_only_their_own_server() {
     let mut cfg = cloud.runner_config(&[e2e_support::default_recipe()], OWNER);
     // Twenty debug-build jobs on a busy 2-core machine: the bound is for hangs only.
     cfg.default_job_timeout = Duration::from_secs(600);
-    let runner = executor::runner::Runner::new(cfg);
+    let runner = gitlab_runner_standin::Runner::new(cfg);
     // Each job claims its server: a server that already carries a claim was used before.
     let claim = "\
 test ! -e \"$HOME/claimed-by\" || { echo \"server reused: $(cat \"$HOME/claimed-by\")\"; exit 3; }

@@ -2,7 +2,7 @@
 //! README's main command, and leaves the simulated cloud empty. A recipe added later is
 //! covered without touching this file.
 
-mod e2e_support;
+use crate::e2e_support;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -201,7 +201,7 @@ fn render_shows_merged_recipe_and_rendered_steps_with_placeholders() {
 #[test]
 fn the_default_recipe_refuses_a_host_key_the_console_did_not_print() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let loaded = executor::recipe_loader::load(&[root.join("recipes/openstack.yaml")]).unwrap();
+    let loaded = executor_driver::recipe::loader::load(&[root.join("recipes/openstack.yaml")]).unwrap();
     let check = loaded
         .recipe
         .prepare
@@ -209,9 +209,9 @@ fn the_default_recipe_refuses_a_host_key_the_console_did_not_print() {
         .find(|s| s.id() == "host_key_check")
         .unwrap();
     let when = check.common.when.as_deref().unwrap();
-    let t = executor::template::Templater::new();
+    let t = executor_driver::template::Templater::new();
     let ctx = |console: serde_json::Value| {
-        executor::template::to_value(&serde_json::json!({
+        executor_driver::template::to_value(&serde_json::json!({
             "steps": {"ssh": {"host_key": "ssh-ed25519 AAAAgood"}, "console": console}
         }))
     };
@@ -227,7 +227,7 @@ fn the_default_recipe_refuses_a_host_key_the_console_did_not_print() {
         "no keys on the console: keep the pin"
     );
     let no_console =
-        executor::template::to_value(&serde_json::json!({"steps": {"ssh": {"host_key": "k"}}}));
+        executor_driver::template::to_value(&serde_json::json!({"steps": {"ssh": {"host_key": "k"}}}));
     assert!(
         !t.condition(when, &no_console).unwrap(),
         "console step failed: keep the pin"

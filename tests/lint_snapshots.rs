@@ -9,13 +9,13 @@ fn lint_cases() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let rel = path.strip_prefix(root).unwrap().to_path_buf();
         std::env::set_current_dir(root).unwrap();
-        let problems = executor::lint::lint(&[rel]);
+        let problems = executor_driver::recipe::lint::lint(&[rel]);
         assert!(
             !problems.list.is_empty(),
             "{} should have problems",
             path.display()
         );
-        let rendered = executor::diagnostics::render(&problems, false);
+        let rendered = executor_driver::recipe::diagnostics::render(&problems, false);
         insta::assert_snapshot!(rendered);
     });
 }
@@ -24,13 +24,13 @@ fn lint_cases() {
 fn the_json_and_gitlab_formats_carry_file_line_and_column() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::env::set_current_dir(root).unwrap();
-    let problems = executor::lint::lint(&["tests/lint_cases/unknown_step_kind.yaml".into()]);
-    let json = executor::lint_command::json_report(std::slice::from_ref(&problems));
+    let problems = executor_driver::recipe::lint::lint(&["tests/lint_cases/unknown_step_kind.yaml".into()]);
+    let json = executor::commands::lint::json_report(std::slice::from_ref(&problems));
     assert_eq!(json[0]["file"], "tests/lint_cases/unknown_step_kind.yaml");
     assert_eq!(json[0]["line"], 4);
     assert_eq!(json[0]["column"], 11);
     assert_eq!(json[0]["code"], "unknown-step-kind");
-    let gl = executor::lint_command::gitlab_report(std::slice::from_ref(&problems));
+    let gl = executor::commands::lint::gitlab_report(std::slice::from_ref(&problems));
     assert_eq!(
         gl[0]["location"]["path"],
         "tests/lint_cases/unknown_step_kind.yaml"
@@ -51,7 +51,7 @@ fn the_shipped_and_test_recipes_are_clean() {
         for e in entries {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "yaml") {
-                let problems = executor::lint::lint(std::slice::from_ref(&p));
+                let problems = executor_driver::recipe::lint::lint(std::slice::from_ref(&p));
                 assert!(
                     problems.list.is_empty(),
                     "{}:\n{}",

@@ -1,10 +1,10 @@
 //! The job file subset of `.gitlab-ci.yml`, and concurrent jobs sharing `CI_CONCURRENT_ID` slots.
 
-mod runner_support;
+use crate::runner_support;
 
 use std::time::Duration;
 
-use executor::runner::{Job, JobFileError, JobStatus, RunOptions, When};
+use gitlab_runner_standin::{Job, JobFileError, JobStatus, RunOptions, When};
 use runner_support::{FakeDriver, job};
 
 #[test]

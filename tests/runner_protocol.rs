@@ -1,9 +1,9 @@
 //! The stand-in invokes a driver the way gitlab-runner does: argv, cwd, TMPDIR, environment
 //! precedence, stdin, process groups, `response.json`, config JSON strictness and retries.
 
-mod runner_support;
+use crate::runner_support;
 
-use executor::runner::{JobStatus, JobVariable, RunOptions};
+use gitlab_runner_standin::{JobStatus, JobVariable, RunOptions};
 use runner_support::{FakeDriver, job, run_bounded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,7 +15,7 @@ async fn every_stage_gets_the_protocol_environment_argv_cwd_stdin_and_own_proces
     ));
     let mut runner_cfg = d.runner_config();
     runner_cfg.environment = vec![("RUNNER_ENV_VAR".into(), "from-runner".into())];
-    let runner = executor::runner::Runner::new(runner_cfg);
+    let runner = gitlab_runner_standin::Runner::new(runner_cfg);
     let j = job("echo hi")
         .with_variable(JobVariable::new("DUP", "first"))
         .with_variable(JobVariable::new("DUP", "second"));
@@ -236,7 +236,7 @@ async fn config_stdout_is_parsed_not_logged_and_names_the_driver() {
     cfg.builds_dir = Some(format!("{}/builds", d.path().display()));
     cfg.cache_dir = Some(format!("{}/cache", d.path().display()));
     let r = run_bounded(
-        &executor::runner::Runner::new(cfg),
+        &gitlab_runner_standin::Runner::new(cfg),
         &job("true"),
         RunOptions::default(),
     )
@@ -357,13 +357,13 @@ async fn prepare_build_failure_is_not_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driver_that_cannot_start_is_a_system_failure() {
-    let mut cfg = executor::runner::RunnerConfig::single_binary(
+    let mut cfg = gitlab_runner_standin::RunnerConfig::single_binary(
         "/nonexistent/driver",
         ["--recipe", "x.yaml"],
     );
     cfg.preparation_retry_interval = std::time::Duration::from_millis(10);
     let r = run_bounded(
-        &executor::runner::Runner::new(cfg),
+        &gitlab_runner_standin::Runner::new(cfg),
         &job("true"),
         RunOptions::default(),
     )

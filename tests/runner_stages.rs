@@ -1,8 +1,8 @@
 //! The run sub-stages: order and skip rules, the generated scripts, exit codes, and the job log.
 
-mod runner_support;
+use crate::runner_support;
 
-use executor::runner::{
+use gitlab_runner_standin::{
     Job, JobArtifacts, JobCache, JobStatus, JobVariable, RunOptions, Runner, When,
 };
 use runner_support::{FakeDriver, job, run_bounded};
@@ -369,7 +369,7 @@ async fn the_job_log_is_capped_but_the_job_goes_on() {
 async fn the_live_writer_sees_the_log_as_it_is_written() {
     let d = FakeDriver::new();
     let sink = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-    let live: executor::runner::LiveWriter = sink.clone();
+    let live: gitlab_runner_standin::LiveWriter = sink.clone();
     let r = run_bounded(
         &d.runner(),
         &job("echo live"),
@@ -383,7 +383,7 @@ async fn the_live_writer_sees_the_log_as_it_is_written() {
     let seen = String::from_utf8(sink.lock().unwrap().clone()).unwrap();
     assert_eq!(seen, r.job_log);
     let mut printed = Vec::new();
-    executor::runner::print_job_log(&r, &mut printed).unwrap();
+    gitlab_runner_standin::print_job_log(&r, &mut printed).unwrap();
     assert!(
         String::from_utf8(printed)
             .unwrap()

@@ -7,7 +7,7 @@ fn committed_schema_matches_the_types() {
         "/schema/recipe.schema.json"
     ))
     .expect("schema/recipe.schema.json is committed");
-    let generated = executor::schema::recipe_schema_text();
+    let generated = executor_driver::recipe::schema::recipe_schema_text();
     assert!(
         committed == generated,
         "schema/recipe.schema.json is stale: run `cargo run -- schema > schema/recipe.schema.json`"
@@ -38,7 +38,7 @@ fn every_recipe_starts_with_the_schema_comment() {
 #[test]
 fn no_step_kind_has_an_argument_named_like_a_shared_step_field() {
     // A kind's own `timeout` would be swallowed by the shared step field of that name.
-    let schema = executor::schema::recipe_schema();
+    let schema = executor_driver::recipe::schema::recipe_schema();
     let step = &schema["$defs"]["Step"];
     let shared: Vec<&String> = step["properties"].as_object().unwrap().keys().collect();
     for branch in step["oneOf"].as_array().unwrap() {

@@ -1,11 +1,11 @@
 //! The simulator's HTTP APIs, checked with raw requests: shapes, status codes and Nova's
 //! name-filter semantics.
 
-mod sim_support;
+use crate::sim_support;
 
 use std::time::Duration;
 
-use executor::sim::{APP_CRED_NAME, APP_CRED_SECRET};
+use executor_simulator::{APP_CRED_NAME, APP_CRED_SECRET};
 use serde_json::{Value, json};
 use sim_support::{api_opts, start};
 
@@ -331,7 +331,7 @@ async fn nova_servers_life_cycle_filters_and_pagination() {
 
 #[tokio::test]
 async fn deleted_status_is_visible_before_404() {
-    let api = start(executor::sim::SimOptions {
+    let api = start(executor_simulator::SimOptions {
         delete_delay: Duration::from_secs(2),
         ..api_opts()
     })

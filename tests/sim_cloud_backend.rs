@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use executor::cloud::*;
-use executor::sim::{APPCRED_CLOUD_NAME, CLOUD_NAME, SimCloud, SimOptions, SshMode};
+use executor_cloud::*;
+use executor_simulator::{APPCRED_CLOUD_NAME, CLOUD_NAME, SimCloud, SimOptions, SshMode};
 
-mod cloud_support;
+use crate::cloud_support;
 use cloud_support::{boot, spec, target};
 
 fn settings(sim_dir: &std::path::Path, cloud: &str) -> CloudSettings {

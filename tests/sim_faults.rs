@@ -1,11 +1,11 @@
 //! Every injected fault mode of the simulator, observed through raw HTTP.
 //! (Dropping SSH endpoints is covered in sim_ssh.rs.)
 
-mod sim_support;
+use crate::sim_support;
 
 use std::time::{Duration, Instant};
 
-use executor::sim::{NO_VALID_HOST, Scope, Service};
+use executor_simulator::{NO_VALID_HOST, Scope, Service};
 use serde_json::json;
 use sim_support::{api_opts, start};
 
@@ -179,7 +179,7 @@ async fn expired_tokens_get_401_until_a_new_login() {
 
 #[tokio::test]
 async fn short_token_lifetime_expires_by_itself() {
-    let mut api = start(executor::sim::SimOptions {
+    let mut api = start(executor_simulator::SimOptions {
         token_ttl: Duration::from_millis(200),
         ..api_opts()
     })

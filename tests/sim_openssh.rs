@@ -1,12 +1,12 @@
 //! The simulator's optional real-sshd mode: each server is played by an OpenSSH sshd with the
 //! server's host key and authorized keys (requires openssh-server, installed by .ci/setup).
 
-mod sim_support;
+use crate::sim_support;
 
 use std::time::Duration;
 
-use executor::openssh_server::current_user;
-use executor::sim::{SimOptions, SshMode};
+use executor_simulator::openssh_server::current_user;
+use executor_simulator::{SimOptions, SshMode};
 use serde_json::json;
 use sim_support::ssh_client::{connect_as, console_host_key, exec, keypair, new_key};
 use sim_support::{api_opts, start};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use executor::sim::{APPCRED_CLOUD_NAME, CLOUD_NAME, SimCloud, SimOptions};
+use executor_simulator::{APPCRED_CLOUD_NAME, CLOUD_NAME, SimCloud, SimOptions};
 use russh::keys::ssh_key::{Algorithm, PrivateKey};
 
 fn python() -> String {

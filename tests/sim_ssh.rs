@@ -2,12 +2,12 @@
 //! streamed stdin/stdout/stderr, exit status and signal, the console-log host key, delayed
 //! start, drop mid-job, floating IPs and the published port.
 
-mod sim_support;
+use crate::sim_support;
 
 use std::time::Duration;
 
 use base64::Engine;
-use executor::sim::{SimOptions, SshMode};
+use executor_simulator::{SimOptions, SshMode};
 use serde_json::json;
 use sim_support::ssh_client::{connect, console_host_key, exec, keypair, new_key};
 use sim_support::{api_opts, start};

@@ -1,11 +1,11 @@
 //! Failure paths against a real sshd: lost server, cancellation, auth failure, late listener.
 
-mod ssh_support;
+use crate::ssh_support;
 
 use std::time::Duration;
 
-use executor::openssh_server::{OpenSshServer, OpenSshServerConfig};
-use executor::ssh::{
+use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig};
+use executor_ssh::{
     HostKeyPolicy, ProbeOptions, ScriptOptions, SshError, generate_job_key, probe,
 };
 use ssh_support::{Collector, Fixture, gone, run_and_cancel_once_started, sh};
@@ -149,8 +149,8 @@ async fn probe_waits_for_a_late_server_and_runs_the_readiness_command() {
         readiness_command: Some(format!("test -e '{}'", ready_file.display())),
         ..ProbeOptions::default()
     };
-    let user = executor::openssh_server::current_user().unwrap();
-    let target = executor::ssh::Target::new(config.listen.to_string(), port, user);
+    let user = executor_simulator::openssh_server::current_user().unwrap();
+    let target = executor_ssh::Target::new(config.listen.to_string(), port, user);
     let cancel = CancellationToken::new();
 
     // Nothing listens yet: refused connections are retried until sshd appears.
@@ -191,7 +191,7 @@ async fn probe_gives_up_at_its_timeout_and_honours_cancellation() {
         .local_addr()
         .unwrap()
         .port();
-    let target = executor::ssh::Target::new(ip.to_string(), port, "nobody");
+    let target = executor_ssh::Target::new(ip.to_string(), port, "nobody");
     let options = ProbeOptions {
         timeout: Duration::from_millis(800),
         ..ProbeOptions::default()

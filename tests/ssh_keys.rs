@@ -1,11 +1,11 @@
 //! Key loading against a real sshd: every type, both formats, with and without passphrase.
 
-mod ssh_support;
+use crate::ssh_support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use executor::openssh_server::{OpenSshServer, OpenSshServerConfig};
-use executor::ssh::{
+use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig};
+use executor_ssh::{
     ClientKey, ConnectOptions, HostKeyPolicy, KeySource, SshError, Target, connect,
     generate_job_key,
 };

@@ -1,11 +1,11 @@
 //! The script runner against a real sshd: size, bytes, streams, exit codes, liveness.
 
-mod ssh_support;
+use crate::ssh_support;
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use executor::ssh::{RemoteExit, ScriptOptions};
+use executor_ssh::{RemoteExit, ScriptOptions};
 use ssh_support::{Collector, Fixture, sh};
 use tokio_util::sync::CancellationToken;
 

@@ -1,12 +1,12 @@
 //! The SSH back end against the simulator's embedded SSH server (what `executor simulate`
 //! uses): host-key trust from the console log, key types, streams, exit codes, cancellation.
 
-mod sim_support;
+use crate::sim_support;
 
 use std::time::Duration;
 
-use executor::sim::{SimOptions, SshMode};
-use executor::ssh::{
+use executor_simulator::{SimOptions, SshMode};
+use executor_ssh::{
     ClientKey, ConnectOptions, HostKeyPolicy, ProbeOptions, RemoteExit, ScriptOptions, SshError,
     SshSession, Target, connect, parse_console_fingerprints, probe,
 };
@@ -16,7 +16,7 @@ use sim_support::ssh_client::keypair;
 use sim_support::{Api, api_opts, start};
 use tokio_util::sync::CancellationToken;
 
-mod ssh_support;
+use crate::ssh_support;
 use ssh_support::{Collector, gone, run_and_cancel_once_started};
 
 struct Vm {

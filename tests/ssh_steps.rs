@@ -1,12 +1,12 @@
 //! The SSH steps through the real binary, stage by stage, against a real sshd.
 
-mod ssh_support;
+use crate::ssh_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use assert_cmd::Command;
-use executor::openssh_server::{OpenSshServer, OpenSshServerConfig};
+use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig};
 use ssh_support::{Fixture, loopback};
 
 fn recipe(fx: &Fixture, extra_prepare: &str) -> String {

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use executor::runner::{Job, JobArtifacts, JobCache, When};
-use executor::sim::SshMode;
+use gitlab_runner_standin::{Job, JobArtifacts, JobCache, When};
+use executor_simulator::SshMode;
 
 use sim_jobs::{Batch, Harness, Scenario};
 use stats::{median, mib, ms, percentile, verdict};

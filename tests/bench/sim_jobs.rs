@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use executor::runner::simulate::driver_args;
-use executor::runner::{Job, JobResult, JobStatus, RunOptions, Runner, RunnerConfig};
-use executor::sim::{CLOUD_NAME, Counts, RequestRecord, SimCloud, SimOptions, SshMode};
+use gitlab_runner_standin::simulate::driver_args;
+use gitlab_runner_standin::{Job, JobResult, JobStatus, RunOptions, Runner, RunnerConfig};
+use executor_simulator::{CLOUD_NAME, Counts, RequestRecord, SimCloud, SimOptions, SshMode};
 
 use super::proc_usage::unix_ns;
 use super::stage_wrapper::{self, Record};
@@ -110,7 +110,7 @@ config:
         .expect("site override");
         let me = std::env::current_exe().expect("bench binary");
         let mut cfg = RunnerConfig::single_binary(me, driver_args(&[recipe(), site]));
-        let user = executor::openssh_server::current_user().expect("current user");
+        let user = executor_simulator::openssh_server::current_user().expect("current user");
         cfg.service_env = vec![
             ("OS_CLIENT_CONFIG_FILE".into(), clouds.display().to_string()),
             ("OS_CLOUD".into(), CLOUD_NAME.into()),

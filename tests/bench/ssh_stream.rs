@@ -4,8 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use executor::openssh_server::{OpenSshServer, OpenSshServerConfig};
-use executor::ssh::{ConnectOptions, HostKeyPolicy, Target, connect, generate_job_key};
+use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig};
+use executor_ssh::{ConnectOptions, HostKeyPolicy, Target, connect, generate_job_key};
 use tokio_util::sync::CancellationToken;
 
 use super::proc_usage::{self, Usage};
@@ -134,7 +134,7 @@ pub fn measure(sizes_mib: &[u64]) -> Stream {
         .expect("ssh true");
         floor.push(u.wall);
     }
-    let sshd = Command::new(executor::openssh_server::find_sshd().unwrap_or_default())
+    let sshd = Command::new(executor_simulator::openssh_server::find_sshd().unwrap_or_default())
         .arg("-V")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())

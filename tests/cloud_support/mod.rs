@@ -1,6 +1,6 @@
 //! Helpers shared by the back-end tests that drive the simulated cloud.
 
-use executor::cloud::*;
+use executor_cloud::*;
 
 /// A small server on the simulator's seeded flavor, image and network.
 pub fn spec(name: &str) -> ServerSpec {

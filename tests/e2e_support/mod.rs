@@ -1,12 +1,10 @@
 //! End-to-end harness: the real `executor` binary as the driver, called by the gitlab-runner
 //! stand-in exactly as `[runners.custom]` would, against an in-process simulated cloud.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use executor::runner::{Job, JobResult, RunOptions, Runner, RunnerConfig};
-use executor::sim::{CLOUD_NAME, Counts, SimCloud, SimOptions};
+use gitlab_runner_standin::{Job, JobResult, RunOptions, Runner, RunnerConfig};
+use executor_simulator::{CLOUD_NAME, Counts, SimCloud, SimOptions};
 
 /// The shipped default recipe.
 pub fn default_recipe() -> PathBuf {
@@ -95,7 +93,7 @@ impl Cloud {
     /// waits shrunk for tests.
     pub fn runner_config(&self, recipes: &[PathBuf], owner: &str) -> RunnerConfig {
         let mut cfg =
-            RunnerConfig::single_binary(driver(), executor::runner::simulate::driver_args(recipes));
+            RunnerConfig::single_binary(driver(), gitlab_runner_standin::simulate::driver_args(recipes));
         cfg.service_env = self.service_env(owner);
         cfg.preparation_retry_interval = Duration::from_millis(100);
         cfg.graceful_kill_timeout = Duration::from_secs(20);

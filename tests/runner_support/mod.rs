@@ -1,13 +1,11 @@
 //! A fake custom-executor driver for the runner stand-in's tests: a bash script in a temp dir that
 //! records, for every invocation, its argv, cwd, environment (in envp order), stdin, pid and pgid,
 //! and behaves as the test's hook files tell it.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use executor::runner::{Job, JobResult, RunOptions, Runner, RunnerConfig};
+use gitlab_runner_standin::{Job, JobResult, RunOptions, Runner, RunnerConfig};
 
 pub struct FakeDriver {
     pub dir: tempfile::TempDir,

@@ -1,13 +1,11 @@
 //! Raw-HTTP helpers shared by the simulator tests (no SDK in between, so the tests see the
 //! exact status codes, headers and bodies).
 
-#![allow(dead_code)]
-
 pub mod ssh_client;
 
 use std::time::Duration;
 
-use executor::sim::{SimCloud, SimOptions};
+use executor_simulator::{SimCloud, SimOptions};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -225,7 +223,7 @@ pub fn api_opts() -> SimOptions {
     SimOptions {
         build_delay: Duration::from_millis(50),
         delete_delay: Duration::from_millis(50),
-        ssh_mode: executor::sim::SshMode::Disabled,
+        ssh_mode: executor_simulator::SshMode::Disabled,
         ..SimOptions::default()
     }
 }

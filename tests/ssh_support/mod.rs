@@ -1,6 +1,4 @@
 //! Shared fixtures for the SSH tests: a real sshd on loopback and keys made by ssh-keygen.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Command;
@@ -8,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use executor::openssh_server::{OpenSshServer, OpenSshServerConfig};
-use executor::ssh::{
+use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig};
+use executor_ssh::{
     ClientKey, ConnectOptions, HostKeyPolicy, SshSession, Target, connect, generate_job_key,
 };
 use tokio::sync::Notify;
@@ -164,7 +162,7 @@ pub async fn run_and_cancel_once_started(session: &SshSession, script: &Path) {
     let (out, err) = (Collector::default(), Collector::default());
     let (mut o, mut e) = (out.clone(), err.clone());
     let cancel = CancellationToken::new();
-    let opts = executor::ssh::ScriptOptions::default();
+    let opts = executor_ssh::ScriptOptions::default();
     let running = session.run_script(script, &mut o, &mut e, &opts, &cancel);
     let canceller = async {
         out.wait_for(b"started\n").await;
@@ -179,7 +177,7 @@ pub async fn run_and_cancel_once_started(session: &SshSession, script: &Path) {
     assert!(
         matches!(
             err,
-            executor::ssh::SshError::Canceled {
+            executor_ssh::SshError::Canceled {
                 remote_stopped: true
             }
         ),

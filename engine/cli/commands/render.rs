@@ -1,0 +1,207 @@
+//! `executor render`: the merged recipe, and what a stage's steps would receive, without calling
+//! any back end. Outputs of earlier steps are not known without running them, so they show as
+//! `<steps.ID.KEY>` placeholders.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use minijinja::value::{Object, ObjectRepr, Value};
+use serde_json::{Map, Value as Json};
+
+use executor_driver::interpreter::Interpreter;
+use executor_driver::recipe::diagnostics;
+use executor_driver::recipe::loader;
+use executor_driver::steps::context::RunArgs;
+use executor_driver::steps::services::Services;
+use executor_driver::template::Templater;
+use executor_driver::template::context::{ContextParts, Environment};
+use executor_foundation::job_log::JobLog;
+use executor_foundation::job_state::JobState;
+use executor_foundation::redact::Redactor;
+use executor_foundation::stage::Stage;
+
+pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) -> i32 {
+    let loaded = match loader::load(recipes) {
+        Ok(l) => l,
+        Err(problems) => {
+            eprint!(
+                "{}",
+                diagnostics::render(&problems, diagnostics::use_color())
+            );
+            return 1;
+        }
+    };
+    let environment = match env_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Environment::from_pairs(parse_env_file(&text)),
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", path.display());
+                return 1;
+            }
+        },
+        None => Environment::from_process(),
+    };
+    let mut redactor = Redactor::from_env();
+    for (k, v) in &environment.env {
+        if (k.contains("PASSWORD") || k.contains("SECRET") || k.contains("TOKEN"))
+            && let Some(v) = v.as_str()
+        {
+            redactor.add(v);
+        }
+    }
+    let Some(stage_name) = stage else {
+        let text = serde_saphyr::to_string(&loaded.recipe).unwrap_or_default();
+        print!("{}", redactor.redact(&text));
+        return 0;
+    };
+    let Some(stage) = Stage::parse(stage_name) else {
+        eprintln!("unknown stage `{stage_name}`: use config, prepare, run or cleanup");
+        return 2;
+    };
+    let templater = Templater::new();
+    let services = Services::default();
+    let log = JobLog::memory(redactor.clone());
+    let exit = executor_foundation::exit_codes::ExitCodes::from_lookup(|_| None);
+    let interp = Interpreter {
+        loaded: &loaded,
+        templater: &templater,
+        environment: &environment,
+        services: &services,
+        log: &log,
+        exit: &exit,
+        cancel: Default::default(),
+    };
+    let state = JobState::in_memory(Map::new());
+    let run = (stage == Stage::Run).then(|| RunArgs {
+        script: PathBuf::from("/tmp/custom-executor/script/script"),
+        stage: "build_script".into(),
+    });
+    let vars = match interp.evaluate_vars(&state, run.as_ref(), stage) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{}", redactor.redact(&e.message));
+            return 1;
+        }
+    };
+    let mut doc = Map::new();
+    doc.insert("vars".into(), Json::Object(vars.clone()));
+    if stage == Stage::Config {
+        match interp.render_block("config", &loaded.recipe.config.raw, &vars, &state, stage) {
+            Ok(c) => doc.insert("config".into(), c),
+            Err(e) => {
+                eprintln!("{}", redactor.redact(&e.message));
+                return 1;
+            }
+        };
+    }
+    let mut rendered_steps = vec![];
+    let mut failed = false;
+    for spec in loaded.recipe.stage(stage) {
+        let mut ctx = ContextParts {
+            environment: &environment,
+            vars: &vars,
+            steps: &Map::new(),
+            state: state.values(),
+            run: run.as_ref(),
+            stage: stage.name(),
+        }
+        .to_json();
+        ctx["state"] = Json::Null;
+        let mut value = executor_driver::template::to_value(&ctx);
+        value = with_placeholders(value);
+        let mut entry = Map::new();
+        entry.insert("id".into(), Json::String(spec.id().into()));
+        let fields = match spec.kind_and_args() {
+            Json::Object(m) => m,
+            _ => Map::new(),
+        };
+        for (name, raw) in fields {
+            match templater.render_value(&raw, &value) {
+                Ok(v) => {
+                    entry.insert(name, v);
+                }
+                // A filter cannot work on a placeholder (`<steps.a.port> | int`): show what
+                // only the real job can compute as its template, which is not an error.
+                Err(_) if depends_on_the_job(&raw) => {
+                    entry.insert(name, raw);
+                }
+                Err((pointer, e)) => {
+                    failed = true;
+                    entry.insert(
+                        "error".into(),
+                        Json::String(format!("/{name}{pointer}: {}", e.message)),
+                    );
+                }
+            }
+        }
+        if let Some(w) = &spec.common.when {
+            entry.insert("when".into(), Json::String(w.clone()));
+        }
+        rendered_steps.push(Json::Object(entry));
+    }
+    doc.insert(stage.name().into(), Json::Array(rendered_steps));
+    let text = serde_saphyr::to_string(&Json::Object(doc)).unwrap_or_default();
+    print!("{}", redactor.redact(&text));
+    i32::from(failed)
+}
+
+/// Whether a field's templates read earlier steps' outputs or the job state.
+fn depends_on_the_job(raw: &Json) -> bool {
+    match raw {
+        Json::String(s) => s.contains("steps.") || s.contains("state."),
+        Json::Array(items) => items.iter().any(depends_on_the_job),
+        Json::Object(m) => m.values().any(depends_on_the_job),
+        _ => false,
+    }
+}
+
+/// Replace `steps` and `state` in the context by objects that answer any key with a placeholder.
+fn with_placeholders(ctx: Value) -> Value {
+    let mut map = std::collections::BTreeMap::new();
+    if let Ok(iter) = ctx.try_iter() {
+        for key in iter {
+            let name = key.as_str().unwrap_or_default().to_string();
+            let v = match name.as_str() {
+                "steps" | "state" => Value::from_object(Placeholder(name.clone())),
+                _ => ctx.get_item(&key).unwrap_or_default(),
+            };
+            map.insert(name, v);
+        }
+    }
+    Value::from(map)
+}
+
+#[derive(Debug)]
+struct Placeholder(String);
+
+impl Object for Placeholder {
+    // Plain objects print (and serialize) as their text, so a lone `{{ steps.a.id }}` shows
+    // the placeholder rather than an empty map.
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from_object(Placeholder(format!("{}.{key}", self.0))))
+    }
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{}>", self.0)
+    }
+}
+
+fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let l = l.strip_prefix("export ").unwrap_or(l);
+            let (k, v) = l.split_once('=')?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            Some((k.trim().to_string(), v.to_string()))
+        })
+        .collect()
+}

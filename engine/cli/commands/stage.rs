@@ -1,0 +1,147 @@
+//! One gitlab-runner stage as a process: load the recipe, run the stage, map the outcome to
+//! the exit code gitlab-runner expects.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+
+use executor_driver::interpreter::Interpreter;
+use executor_driver::recipe::config_block::ConfigBlock;
+use executor_driver::recipe::deferred::Deferred;
+use executor_driver::recipe::diagnostics;
+use executor_driver::recipe::loader;
+use executor_driver::steps::context::RunArgs;
+use executor_driver::steps::services::Services;
+use executor_driver::template::Templater;
+use executor_driver::template::context::Environment;
+use executor_foundation::exit_codes::{ExitCodes, Outcome};
+use executor_foundation::job_log::JobLog;
+use executor_foundation::job_state::{self, JobState};
+use executor_foundation::redact::Redactor;
+use executor_foundation::stage::Stage;
+
+/// Run `stage` and return the process exit code.
+pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
+    let exit = ExitCodes::from_env();
+    let log = JobLog::stderr(Redactor::from_env(), diagnostics::use_color());
+    if stage == Stage::Run
+        && let Err(e) = exit.clear_build_exit_code_file()
+    {
+        log.error(&format!(
+            "cannot remove the stale BUILD_EXIT_CODE_FILE: {e}"
+        ));
+        return exit.system_failure;
+    }
+    let loaded = match loader::load(recipes) {
+        Ok(l) => l,
+        Err(problems) => {
+            eprint!(
+                "{}",
+                diagnostics::render(&problems, diagnostics::use_color())
+            );
+            log.error(&format!(
+                "the recipe has {} problem(s); run `executor lint` on it",
+                problems.list.len()
+            ));
+            return exit.system_failure;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            log.error(&format!("cannot start the async runtime: {e}"));
+            return exit.system_failure;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        cancel_on_signals(cancel.clone());
+        let mut state = match JobState::load(&job_state::default_dir()) {
+            Ok(s) => s,
+            Err(e) => {
+                log.error(&e.to_string());
+                return Outcome::SystemFailure;
+            }
+        };
+        let environment = Environment::from_process();
+        let templater = Templater::new();
+        let services = Services::default();
+        let interp = Interpreter {
+            loaded: &loaded,
+            templater: &templater,
+            environment: &environment,
+            services: &services,
+            log: &log,
+            exit: &exit,
+            cancel,
+        };
+        let vars = match interp.evaluate_vars(&state, run.as_ref(), stage) {
+            Ok(v) => v,
+            Err(e) => {
+                log.error(&e.message);
+                return Outcome::SystemFailure;
+            }
+        };
+        if stage == Stage::Config {
+            return print_config(&interp, &vars, &state, &log);
+        }
+        interp
+            .run_stage(stage, &mut state, vars, run.as_ref())
+            .await
+    });
+    exit.exit_code(outcome)
+}
+
+fn print_config(
+    interp: &Interpreter<'_>,
+    vars: &serde_json::Map<String, serde_json::Value>,
+    state: &JobState,
+    log: &JobLog,
+) -> Outcome {
+    let rendered = match interp.render_block(
+        "config",
+        &interp.loaded.recipe.config.raw,
+        vars,
+        state,
+        Stage::Config,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            log.error(&e.message);
+            return Outcome::SystemFailure;
+        }
+    };
+    let config: ConfigBlock = match Deferred::<ConfigBlock>::parse(rendered) {
+        Ok(c) => c,
+        Err(e) => {
+            log.error(&format!("{}: config: {e}", interp.locate("/config")));
+            return Outcome::SystemFailure;
+        }
+    };
+    // Exactly one JSON object and a newline: gitlab-runner parses stdout whole.
+    let text = serde_json::to_string(&config).unwrap_or_else(|_| "{}".into());
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+        return Outcome::SystemFailure;
+    }
+    Outcome::Success
+}
+
+/// gitlab-runner sends SIGTERM to the whole process group on cancel or timeout.
+fn cancel_on_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
+        let cancel = cancel.clone();
+        if let Ok(mut s) = signal(kind) {
+            tokio::spawn(async move {
+                if s.recv().await.is_some() {
+                    cancel.cancel();
+                }
+            });
+        }
+    }
+}

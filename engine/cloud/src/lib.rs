@@ -1,0 +1,41 @@
+//! The OpenStack back end.
+//!
+//! `Cloud` (backend.rs) is the small set of operations the steps need; `OpenStack` implements
+//! it over HTTP through osauth's session (the `openstack` crate's session layer), with our own
+//! Keystone authentication, retries and error mapping (transport.rs). The orchestration on top
+//! (create without duplicates, wait for ACTIVE, address choice, floating IPs, key pairs, console
+//! log, cleanup, reaper listing) is written against the trait.
+
+pub mod address;
+pub mod backend;
+pub mod cleanup;
+pub mod console;
+pub mod create;
+pub mod credentials;
+pub mod error;
+pub mod floating_ip;
+pub mod keypair;
+pub mod keystone;
+pub mod openstack;
+pub mod ownership;
+pub mod reaper;
+pub mod server;
+pub mod server_spec;
+pub mod settings;
+pub mod transport;
+pub mod wait_active;
+
+pub use address::{AddressChoice, AddressPolicy, IpFamily, choose_address};
+pub use backend::{Cloud, FloatingIp, Named, Network, Port};
+pub use cleanup::{CleanupPolicy, CleanupReport, CleanupTarget, cleanup};
+pub use console::{HostKeys, parse_host_keys, wait_for_console_line};
+pub use create::{CreateOptions, Created, create_server, exact_name_filter, find_owned_by_name};
+pub use error::{CloudError, CloudErrorKind};
+pub use floating_ip::attach_floating_ip;
+pub use keypair::{import_job_keypair, job_keypair_name};
+pub use openstack::OpenStack;
+pub use ownership::Ownership;
+pub use server::{Address, AddressKind, Server};
+pub use server_spec::{BootVolume, NetworkAttachment, ServerSpec};
+pub use settings::CloudSettings;
+pub use wait_active::{WaitPolicy, wait_active};

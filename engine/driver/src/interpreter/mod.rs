@@ -1,0 +1,327 @@
+//! Runs the steps of one stage: conditions, rendering, retries, timeouts, cancellation and
+//! what a failure means. It knows steps only as `StepKind::run`; back ends are the steps' own
+//! business.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value as Json};
+use tokio_util::sync::CancellationToken;
+
+use crate::recipe::loader::LoadedRecipe;
+use crate::recipe::retry_policy::RetryPolicy;
+use crate::recipe::step_spec::{FailureMode, StepSpec};
+use crate::steps::StepError;
+use crate::steps::StepKind;
+use crate::steps::context::{RunArgs, StepContext};
+use crate::steps::services::Services;
+use crate::template::context::{ContextParts, Environment};
+use crate::template::{TemplateError, Templater};
+use executor_foundation::ErrorClass;
+use executor_foundation::exit_codes::{ExitCodes, Outcome};
+use executor_foundation::job_log::JobLog;
+use executor_foundation::job_state::JobState;
+use executor_foundation::stage::Stage;
+
+/// Back-end settings blocks, rendered for each step with what earlier steps found.
+const SETTINGS_BLOCKS: [&str; 2] = ["cloud", "ssh"];
+
+pub struct Interpreter<'a> {
+    pub loaded: &'a LoadedRecipe,
+    pub templater: &'a Templater,
+    pub environment: &'a Environment,
+    pub services: &'a Services,
+    pub log: &'a JobLog,
+    pub exit: &'a ExitCodes,
+    pub cancel: CancellationToken,
+}
+
+/// A recipe error found while running: a template that fails, arguments that do not fit.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RecipeError {
+    pub message: String,
+}
+
+impl Interpreter<'_> {
+    /// `file:line:col` of a JSON pointer into the merged recipe.
+    pub fn locate(&self, pointer: &str) -> String {
+        match self.loaded.spans.value_loc(pointer) {
+            Some(loc) => {
+                let (line, col) = self.loaded.sources.line_col(loc);
+                let name = &self.loaded.sources.get(loc.file).name;
+                format!("{name}:{line}:{col}")
+            }
+            None => "recipe".into(),
+        }
+    }
+
+    fn template_error(&self, pointer: &str, what: &str, e: &TemplateError) -> RecipeError {
+        RecipeError {
+            message: format!("{}: {what}: {}", self.locate(pointer), e.message),
+        }
+    }
+
+    /// Evaluate `vars` in order, each seeing the ones above it.
+    pub fn evaluate_vars(
+        &self,
+        state: &JobState,
+        run: Option<&RunArgs>,
+        stage: Stage,
+    ) -> Result<Map<String, Json>, RecipeError> {
+        let mut vars = Map::new();
+        let empty = Map::new();
+        for (name, raw) in &self.loaded.recipe.vars {
+            let ctx = ContextParts {
+                environment: self.environment,
+                vars: &vars,
+                steps: &empty,
+                state: state.values(),
+                run,
+                stage: stage.name(),
+            }
+            .to_value();
+            let pointer = format!("/vars/{}", crate::template::escape_pointer(name));
+            let value = self
+                .templater
+                .render_value(raw, &ctx)
+                .map_err(|(inner, e)| {
+                    self.template_error(&format!("{pointer}{inner}"), &format!("var `{name}`"), &e)
+                })?;
+            vars.insert(name.clone(), value);
+        }
+        Ok(vars)
+    }
+
+    /// Render a top-level block (`config`, `cloud`, `ssh`) with vars and state.
+    pub fn render_block(
+        &self,
+        name: &str,
+        raw: &Json,
+        vars: &Map<String, Json>,
+        state: &JobState,
+        stage: Stage,
+    ) -> Result<Json, RecipeError> {
+        let empty = Map::new();
+        let ctx = ContextParts {
+            environment: self.environment,
+            vars,
+            steps: &empty,
+            state: state.values(),
+            run: None,
+            stage: stage.name(),
+        }
+        .to_value();
+        self.templater
+            .render_value(raw, &ctx)
+            .map_err(|(inner, e)| self.template_error(&format!("/{name}{inner}"), name, &e))
+    }
+
+    /// Run one stage's steps and say how it ended.
+    pub async fn run_stage(
+        &self,
+        stage: Stage,
+        state: &mut JobState,
+        vars: Map<String, Json>,
+        run: Option<&RunArgs>,
+    ) -> Outcome {
+        let mut vars = vars;
+        let mut outputs = Map::new();
+        let mut failure: Option<Outcome> = None;
+        let steps = self.loaded.recipe.stage(stage);
+        for (index, spec) in steps.iter().enumerate() {
+            let pointer = format!("/{}/{index}", stage.name());
+            let canceled = self.cancel.is_cancelled();
+            // Cleanup exists to release what the job holds, so each of its steps runs even when
+            // an earlier one failed.
+            let runs_anyway = spec.common.always || stage == Stage::Cleanup;
+            if (failure.is_some() || canceled) && !runs_anyway {
+                continue;
+            }
+            let result = self
+                .run_step(spec, &pointer, stage, state, &mut vars, &outputs, run)
+                .await;
+            match result {
+                Ok(Some(out)) => {
+                    outputs.insert(spec.id().to_string(), Json::Object(out));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let outcome = self.failure_outcome(spec, &e);
+                    match outcome {
+                        None => self.log.warn(&format!(
+                            "step `{}` failed, ignored: {}",
+                            spec.id(),
+                            e.message
+                        )),
+                        Some(o) => {
+                            if e.class != ErrorClass::Script {
+                                self.log.error(&format!(
+                                    "step `{}` failed: {}",
+                                    spec.id(),
+                                    e.message
+                                ));
+                            }
+                            failure.get_or_insert(o);
+                        }
+                    }
+                }
+            }
+        }
+        if failure.is_none() && self.cancel.is_cancelled() {
+            self.log.error(&format!("{stage} stage cancelled"));
+            failure = Some(Outcome::SystemFailure);
+        }
+        failure.unwrap_or(Outcome::Success)
+    }
+
+    fn failure_outcome(&self, spec: &StepSpec, e: &StepError) -> Option<Outcome> {
+        match (spec.common.on_failure, e.class) {
+            (FailureMode::Ignore, _) => None,
+            (_, ErrorClass::Script) => Some(Outcome::BuildFailure(e.script_exit)),
+            (FailureMode::Build, _) => Some(Outcome::BuildFailure(None)),
+            (FailureMode::System, _) => Some(Outcome::SystemFailure),
+        }
+    }
+
+    /// Render, parse and run one step with its retries. `Ok(None)` means skipped.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_step(
+        &self,
+        spec: &StepSpec,
+        pointer: &str,
+        stage: Stage,
+        state: &mut JobState,
+        vars: &mut Map<String, Json>,
+        outputs: &Map<String, Json>,
+        run: Option<&RunArgs>,
+    ) -> Result<Option<Map<String, Json>>, StepError> {
+        let retry = spec.common.retry.clone().unwrap_or_else(RetryPolicy::once);
+        let mut attempt = 1;
+        let started = Instant::now();
+        loop {
+            let ctx = ContextParts {
+                environment: self.environment,
+                vars,
+                steps: outputs,
+                state: state.values(),
+                run,
+                stage: stage.name(),
+            }
+            .to_value();
+            if let Some(cond) = &spec.common.when {
+                let go = self.templater.condition(cond, &ctx).map_err(|e| {
+                    StepError::invalid(
+                        self.template_error(&format!("{pointer}/when"), "when", &e)
+                            .message,
+                    )
+                })?;
+                if !go {
+                    return Ok(None);
+                }
+            }
+            // Render per attempt: a retried step sees what earlier attempts saved.
+            let kind = self.render_kind(spec, pointer, &ctx)?;
+            for block in SETTINGS_BLOCKS {
+                if let Some(raw) = self.loaded.json.get(block) {
+                    let rendered = self
+                        .templater
+                        .render_value(raw, &ctx)
+                        .map_err(|(inner, e)| {
+                            self.template_error(&format!("/{block}{inner}"), block, &e)
+                                .message
+                        });
+                    self.services.set_settings(block, rendered);
+                }
+            }
+            // Steps marked `always` must get to run after a cancel, so they get a fresh token.
+            let token = if spec.common.always && self.cancel.is_cancelled() {
+                CancellationToken::new()
+            } else {
+                self.cancel.clone()
+            };
+            let result = {
+                let mut cx = StepContext {
+                    step_id: spec.id(),
+                    stage,
+                    services: self.services,
+                    state,
+                    vars,
+                    job: &self.environment.job,
+                    log: self.log,
+                    cancel: &token,
+                    exit: self.exit,
+                    run,
+                };
+                with_timeout(spec.common.timeout, &token, kind.run(&mut cx)).await
+            };
+            match result {
+                Ok(out) => {
+                    tracing::debug!(step = spec.id(), elapsed = ?started.elapsed(), "step done");
+                    return Ok(Some(out));
+                }
+                Err(e) if attempt < retry.attempts && retry.retries(e.class) => {
+                    let wait = retry.delay_after(attempt);
+                    self.log.warn(&format!(
+                        "step `{}` attempt {attempt}/{} failed ({}): {}; retrying in {:.1}s",
+                        spec.id(),
+                        retry.attempts,
+                        e.class.name(),
+                        e.message,
+                        wait.as_secs_f64()
+                    ));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = token.cancelled() => return Err(StepError::canceled()),
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn render_kind(
+        &self,
+        spec: &StepSpec,
+        pointer: &str,
+        ctx: &minijinja::Value,
+    ) -> Result<StepKind, StepError> {
+        let rendered = self
+            .templater
+            .render_value(&spec.kind_and_args(), ctx)
+            .map_err(|(inner, e)| {
+                StepError::invalid(
+                    self.template_error(
+                        &format!("{pointer}{inner}"),
+                        &format!("step `{}`", spec.id()),
+                        &e,
+                    )
+                    .message,
+                )
+            })?;
+        serde_json::from_value::<StepKind>(rendered).map_err(|e| {
+            StepError::invalid(format!(
+                "{}: step `{}`: after rendering, its arguments do not fit `{}`: {e}",
+                self.locate(pointer),
+                spec.id(),
+                spec.kind
+            ))
+        })
+    }
+}
+
+async fn with_timeout<T>(
+    limit: Option<Duration>,
+    cancel: &CancellationToken,
+    fut: impl std::future::Future<Output = Result<T, StepError>>,
+) -> Result<T, StepError> {
+    let limit = limit.unwrap_or(Duration::MAX);
+    tokio::select! {
+        r = tokio::time::timeout(limit, fut) => match r {
+            Ok(r) => r,
+            Err(_) => Err(StepError::timeout(format!("gave up after {}", humantime::format_duration(limit)))),
+        },
+        // A step that ignores the token still stops promptly: the stage is being killed.
+        _ = async { cancel.cancelled().await; tokio::time::sleep(Duration::from_secs(5)).await } => Err(StepError::canceled()),
+    }
+}

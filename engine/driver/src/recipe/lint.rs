@@ -1,0 +1,306 @@
+//! `executor lint`: every problem of a recipe in one run.
+//!
+//! On top of what loading finds (YAML syntax, schema, overrides), lint checks what only makes
+//! sense across the recipe: duplicate ids, references to steps that do not exist or come later,
+//! template syntax, and names a template reads that nothing defines.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use serde_json::Value as Json;
+
+use crate::recipe::loader::{self, Document};
+use crate::recipe::problem::{Problem, Problems};
+use crate::template::Templater;
+use crate::template::context::NAMES;
+use executor_foundation::stage::Stage;
+use serde_json::Map;
+
+/// Lint one recipe (a base and its overrides).
+pub fn lint(paths: &[PathBuf]) -> Problems {
+    let doc = loader::load_document(paths);
+    let mut list = doc.read_problems.clone();
+    // A file that could not be read or parsed has nothing more to say.
+    if !list
+        .iter()
+        .any(|p| matches!(p.code, "yaml-syntax" | "unreadable" | "no-recipe"))
+    {
+        list.extend(loader::validate(&doc.json, &doc.spans));
+        list.extend(semantic(&doc));
+    }
+    list.sort_by_key(|p| p.loc.map(|l| (l.file, l.start)));
+    list.dedup();
+    Problems {
+        sources: doc.sources,
+        list,
+    }
+}
+
+const COMMON_KEYS: [&str; 7] = [
+    "id",
+    "kind",
+    "when",
+    "retry",
+    "timeout",
+    "on_failure",
+    "always",
+];
+
+/// (stage, index, step mapping) of every step in the document.
+fn steps(doc: &Document) -> Vec<(Stage, usize, &Map<String, Json>)> {
+    Stage::WITH_STEPS
+        .into_iter()
+        .flat_map(|stage| {
+            doc.json
+                .get(stage.name())
+                .and_then(|s| s.as_array())
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .filter_map(move |(i, s)| s.as_object().map(|m| (stage, i, m)))
+        })
+        .collect()
+}
+
+fn semantic(l: &Document) -> Vec<Problem> {
+    let t = Templater::new();
+    let mut problems = vec![];
+    let mut seen: HashMap<&str, String> = HashMap::new();
+    let all = steps(l);
+    for (stage, index, step) in &all {
+        let Some(id) = step.get("id").and_then(|i| i.as_str()) else {
+            continue;
+        };
+        let at = format!("/{}/{index}/id", stage.name());
+        if let Some(first) = seen.insert(id, at.clone()) {
+            problems.push(
+                Problem::new(
+                    "duplicate-id",
+                    format!("step id `{id}` is used twice"),
+                    l.spans.value_loc(&at),
+                )
+                .with_help(format!("the first use is at {}", locate(l, &first))),
+            );
+        }
+    }
+    // vars may read the ones above them
+    let mut defined_vars: HashSet<String> = HashSet::new();
+    let empty = Map::new();
+    let vars = l
+        .json
+        .get("vars")
+        .and_then(|v| v.as_object())
+        .unwrap_or(&empty);
+    for (name, raw) in vars {
+        let pointer = format!("/vars/{}", crate::template::escape_pointer(name));
+        check_templates(
+            &t,
+            l,
+            raw,
+            &pointer,
+            &Scope {
+                vars: &defined_vars,
+                steps: &[],
+                stage: None,
+            },
+            &mut problems,
+        );
+        defined_vars.insert(name.clone());
+    }
+    for block in ["config", "cloud", "ssh"] {
+        if let Some(raw) = l.json.get(block) {
+            check_templates(
+                &t,
+                l,
+                raw,
+                &format!("/{block}"),
+                &Scope {
+                    vars: &defined_vars,
+                    steps: &[],
+                    stage: None,
+                },
+                &mut problems,
+            );
+        }
+    }
+    for stage in Stage::WITH_STEPS {
+        let mut earlier: Vec<String> = vec![];
+        // `set_vars` adds names for the later steps of its stage only.
+        let mut stage_vars = defined_vars.clone();
+        for (_, index, step) in all.iter().filter(|(s, _, _)| *s == stage) {
+            let pointer = format!("/{}/{index}", stage.name());
+            let scope = Scope {
+                vars: &stage_vars,
+                steps: &earlier,
+                stage: Some(stage),
+            };
+            if let Some(cond) = step.get("when").and_then(|w| w.as_str()) {
+                match t.expression_names(cond) {
+                    Ok(names) => {
+                        check_names(l, &names, &format!("{pointer}/when"), &scope, &mut problems)
+                    }
+                    Err(e) => problems.push(Problem::new(
+                        "template-syntax",
+                        e.message,
+                        l.spans.value_loc(&format!("{pointer}/when")),
+                    )),
+                }
+            }
+            for (key, value) in step
+                .iter()
+                .filter(|(k, _)| !COMMON_KEYS.contains(&k.as_str()))
+            {
+                let p = format!("{pointer}/{}", crate::template::escape_pointer(key));
+                check_templates(&t, l, value, &p, &scope, &mut problems);
+            }
+            if let Some(id) = step.get("id").and_then(|i| i.as_str()) {
+                earlier.push(id.to_string());
+            }
+            if step.get("kind").and_then(|k| k.as_str()) == Some("set_vars")
+                && let Some(values) = step.get("values").and_then(|v| v.as_object())
+            {
+                stage_vars.extend(values.keys().cloned());
+            }
+        }
+    }
+    problems
+}
+
+struct Scope<'a> {
+    vars: &'a HashSet<String>,
+    /// Ids of the steps before this one in the same stage.
+    steps: &'a [String],
+    stage: Option<Stage>,
+}
+
+fn locate(l: &Document, pointer: &str) -> String {
+    match l.spans.value_loc(pointer) {
+        Some(loc) => {
+            let (line, col) = l.sources.line_col(loc);
+            format!("{}:{line}:{col}", l.sources.get(loc.file).name)
+        }
+        None => pointer.to_string(),
+    }
+}
+
+fn check_templates(
+    t: &Templater,
+    l: &Document,
+    v: &Json,
+    pointer: &str,
+    scope: &Scope,
+    out: &mut Vec<Problem>,
+) {
+    match v {
+        Json::String(s) => match t.referenced_names(s) {
+            Ok(names) => check_names(l, &names, pointer, scope, out),
+            Err(e) => {
+                let loc = l
+                    .spans
+                    .value_loc(pointer)
+                    .map(|loc| narrow(l, loc, s, e.range.clone()));
+                out.push(Problem::new("template-syntax", e.message, loc));
+            }
+        },
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_templates(t, l, item, &format!("{pointer}/{i}"), scope, out);
+            }
+        }
+        Json::Object(map) => {
+            for (k, item) in map {
+                check_templates(
+                    t,
+                    l,
+                    item,
+                    &format!("{pointer}/{}", crate::template::escape_pointer(k)),
+                    scope,
+                    out,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Point inside a scalar at the template's own range when the scalar is written plainly.
+fn narrow(
+    l: &Document,
+    loc: crate::recipe::source_file::Loc,
+    s: &str,
+    range: Option<std::ops::Range<usize>>,
+) -> crate::recipe::source_file::Loc {
+    let text = &l.sources.get(loc.file).text;
+    let Some(r) = range else { return loc };
+    let raw = &text[loc.start.min(text.len())..loc.end.min(text.len())];
+    // Quoted or folded scalars do not map byte for byte; find the value's text instead.
+    match raw.find(s) {
+        Some(off) => crate::recipe::source_file::Loc {
+            file: loc.file,
+            start: loc.start + off + r.start,
+            end: loc.start + off + r.end,
+        },
+        None => loc,
+    }
+}
+
+fn check_names(
+    l: &Document,
+    names: &[String],
+    pointer: &str,
+    scope: &Scope,
+    out: &mut Vec<Problem>,
+) {
+    let loc = l.spans.value_loc(pointer);
+    let t = Templater::new();
+    for name in names {
+        let mut parts = name.split('.');
+        let root = parts.next().unwrap_or_default();
+        let first = parts.next();
+        if t.is_builtin_name(root) {
+            continue;
+        }
+        if !NAMES.contains(&root) {
+            let mut p = Problem::new("undefined-name", format!("`{root}` is not defined"), loc);
+            p = match crate::recipe::schema_check::did_you_mean(root, NAMES) {
+                Some(s) => p.with_help(format!("did you mean `{s}`?")),
+                None => p.with_help(format!("templates can read: {}", NAMES.join(", "))),
+            };
+            out.push(p);
+            continue;
+        }
+        match (root, first) {
+            ("vars", Some(v)) if !scope.vars.contains(v) => {
+                let known: Vec<&str> = scope.vars.iter().map(|s| s.as_str()).collect();
+                let mut p = Problem::new(
+                    "undefined-var",
+                    format!("`vars.{v}` is not defined (or only later)"),
+                    loc,
+                );
+                if let Some(s) = crate::recipe::schema_check::did_you_mean(v, known) {
+                    p = p.with_help(format!("did you mean `vars.{s}`?"));
+                }
+                out.push(p);
+            }
+            ("steps", Some(id)) if !scope.steps.iter().any(|s| s == id) => {
+                let where_ = if scope.stage.is_none() {
+                    "steps are not available here".to_string()
+                } else {
+                    format!("no earlier step of this stage has id `{id}`")
+                };
+                out.push(
+                    Problem::new("unknown-step-ref", format!("`steps.{id}`: {where_}"), loc)
+                        .with_help("a step reads outputs of steps before it in the same stage; across stages use `save_state` and `state.<name>`"),
+                );
+            }
+            ("run", _) if scope.stage != Some(Stage::Run) && scope.stage.is_some() => {
+                out.push(Problem::new(
+                    "run-outside-run",
+                    "`run` is only defined in the run stage",
+                    loc,
+                ));
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! YAML parsed with saphyr into a tree that remembers where every key and value came from, so
+//! that merged recipes can still point at the file, line and column of each problem.
+
+use indexmap::IndexMap;
+use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
+use serde_json::Value as Json;
+
+use crate::recipe::source_file::Loc;
+
+#[derive(Debug, Clone)]
+pub enum Tree {
+    Scalar(Json),
+    Seq(Vec<Node>),
+    /// Keys keep their own location, for "unknown field" reports.
+    Map(IndexMap<String, (Loc, Node)>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub tree: Tree,
+    pub loc: Loc,
+}
+
+/// A YAML problem found while reading the file.
+#[derive(Debug, Clone)]
+pub struct YamlError {
+    pub loc: Loc,
+    pub message: String,
+}
+
+/// Where each JSON pointer of a converted tree came from.
+#[derive(Debug, Default, Clone)]
+pub struct SpanMap {
+    pub values: std::collections::HashMap<String, Loc>,
+    pub keys: std::collections::HashMap<String, Loc>,
+}
+
+impl SpanMap {
+    /// The value's location, or the closest enclosing one.
+    pub fn value_loc(&self, pointer: &str) -> Option<Loc> {
+        let mut p = pointer;
+        loop {
+            if let Some(l) = self.values.get(p) {
+                return Some(*l);
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return None,
+            }
+        }
+    }
+
+    /// The key's location if the pointer names a mapping entry, else the value's.
+    pub fn key_loc(&self, pointer: &str) -> Option<Loc> {
+        self.keys
+            .get(pointer)
+            .copied()
+            .or_else(|| self.value_loc(pointer))
+    }
+}
+
+/// saphyr counts characters; miette wants bytes.
+struct Offsets<'a> {
+    text: &'a str,
+    ascii: bool,
+}
+
+impl Offsets<'_> {
+    fn byte(&self, char_index: usize) -> usize {
+        if self.ascii {
+            return char_index.min(self.text.len());
+        }
+        self.text
+            .char_indices()
+            .nth(char_index)
+            .map_or(self.text.len(), |(b, _)| b)
+    }
+}
+
+pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
+    let offsets = Offsets {
+        text,
+        ascii: text.is_ascii(),
+    };
+    let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
+        let at = offsets.byte(e.marker().index());
+        YamlError {
+            loc: Loc {
+                file,
+                start: at,
+                end: at,
+            },
+            message: format!("YAML syntax error: {}", e.info()),
+        }
+    })?;
+    let whole = Loc {
+        file,
+        start: 0,
+        end: 0,
+    };
+    match docs.len() {
+        0 => Ok(Node {
+            tree: Tree::Map(IndexMap::new()),
+            loc: whole,
+        }),
+        1 => convert(&docs[0], file, &offsets),
+        _ => Err(YamlError {
+            loc: whole,
+            message: "a recipe file holds one YAML document, found several".into(),
+        }),
+    }
+}
+
+fn convert(y: &MarkedYamlOwned, file: usize, o: &Offsets) -> Result<Node, YamlError> {
+    let loc = Loc {
+        file,
+        start: o.byte(y.span.start.index()),
+        end: o.byte(y.span.end.index()),
+    };
+    let tree = match &y.data {
+        YamlDataOwned::Value(s) => Tree::Scalar(scalar(s)),
+        YamlDataOwned::Representation(s, _, _) => Tree::Scalar(Json::String(s.clone())),
+        YamlDataOwned::Sequence(items) => Tree::Seq(
+            items
+                .iter()
+                .map(|i| convert(i, file, o))
+                .collect::<Result<_, _>>()?,
+        ),
+        YamlDataOwned::Mapping(map) => {
+            let mut out = IndexMap::new();
+            for (k, v) in map.iter() {
+                let key_loc = Loc {
+                    file,
+                    start: o.byte(k.span.start.index()),
+                    end: o.byte(k.span.end.index()),
+                };
+                let key = match &k.data {
+                    YamlDataOwned::Value(ScalarOwned::String(s)) => s.clone(),
+                    YamlDataOwned::Value(other) => scalar_text(other),
+                    _ => {
+                        return Err(YamlError {
+                            loc: key_loc,
+                            message: "mapping keys must be plain scalars".into(),
+                        });
+                    }
+                };
+                out.insert(key, (key_loc, convert(v, file, o)?));
+            }
+            Tree::Map(out)
+        }
+        YamlDataOwned::Tagged(_, inner) => return convert(inner, file, o),
+        YamlDataOwned::Alias(_) => {
+            return Err(YamlError {
+                loc,
+                message: "YAML aliases are not supported in recipes; use an override file or a var instead".into(),
+            });
+        }
+        YamlDataOwned::BadValue => {
+            return Err(YamlError {
+                loc,
+                message: "this YAML value could not be read".into(),
+            });
+        }
+    };
+    Ok(Node { tree, loc })
+}
+
+fn scalar(s: &ScalarOwned) -> Json {
+    match s {
+        ScalarOwned::Null => Json::Null,
+        ScalarOwned::Boolean(b) => Json::Bool(*b),
+        ScalarOwned::Integer(i) => Json::from(*i),
+        ScalarOwned::FloatingPoint(f) => {
+            serde_json::Number::from_f64(f.into_inner()).map_or(Json::Null, Json::Number)
+        }
+        ScalarOwned::String(s) => Json::String(s.clone()),
+    }
+}
+
+fn scalar_text(s: &ScalarOwned) -> String {
+    match scalar(s) {
+        Json::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+impl Node {
+    pub fn to_json(&self, spans: &mut SpanMap) -> Json {
+        self.to_json_at(String::new(), spans)
+    }
+
+    fn to_json_at(&self, pointer: String, spans: &mut SpanMap) -> Json {
+        let json = match &self.tree {
+            Tree::Scalar(v) => v.clone(),
+            Tree::Seq(items) => Json::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| n.to_json_at(format!("{pointer}/{i}"), spans))
+                    .collect(),
+            ),
+            Tree::Map(map) => Json::Object(
+                map.iter()
+                    .map(|(k, (kl, n))| {
+                        let p = format!("{pointer}/{}", crate::template::escape_pointer(k));
+                        spans.keys.insert(p.clone(), *kl);
+                        (k.clone(), n.to_json_at(p, spans))
+                    })
+                    .collect(),
+            ),
+        };
+        spans.values.insert(pointer, self.loc);
+        json
+    }
+
+    pub fn as_map(&self) -> Option<&IndexMap<String, (Loc, Node)>> {
+        match &self.tree {
+            Tree::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.tree {
+            Tree::Scalar(Json::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_values_keep_byte_locations_even_after_non_ascii_text() {
+        let text = "name: \"héllo\"\nsteps:\n  - id: a\n    kind: log\n";
+        let node = parse(0, text).unwrap();
+        let mut spans = SpanMap::default();
+        let json = node.to_json(&mut spans);
+        assert_eq!(json["steps"][0]["kind"], "log");
+        let k = spans.keys["/steps/0/kind"];
+        assert_eq!(&text[k.start..k.end], "kind");
+        let v = spans.values["/steps/0/kind"];
+        assert_eq!(&text[v.start..v.end], "log");
+        assert_eq!(spans.value_loc("/steps/0/kind/deeper"), Some(v));
+    }
+
+    #[test]
+    fn syntax_errors_and_duplicate_keys_are_reported_with_a_location() {
+        let e = parse(0, "a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(e.message.contains("YAML syntax error"), "{}", e.message);
+        let e = parse(0, "a: 1\na: 2\n").unwrap_err();
+        assert!(
+            e.message.to_lowercase().contains("duplicate"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn scalars_are_typed() {
+        let node = parse(0, "a: 1\nb: true\nc: ~\nd: '1'\ne: 1.5\n").unwrap();
+        let json = node.to_json(&mut SpanMap::default());
+        assert_eq!(
+            json,
+            serde_json::json!({"a":1,"b":true,"c":null,"d":"1","e":1.5})
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! Where the back end meets the step API: the shared connection, error classes, the job's
+//! trusted identity and the job-state keys the OpenStack steps share.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::steps::StepError;
+use crate::steps::context::StepContext;
+use executor_cloud::backend::Cloud;
+use executor_cloud::credentials::{EnvLookup, process_env};
+use executor_cloud::openstack::OpenStack;
+use executor_cloud::ownership::Ownership;
+use executor_cloud::settings::CloudSettings;
+
+/// State key: the server's id.
+pub const STATE_SERVER_ID: &str = "server_id";
+/// State key: the exact server name (saved before the create request is sent).
+pub const STATE_SERVER_NAME: &str = "server_name";
+/// State key: the address chosen for SSH.
+pub const STATE_ADDRESS: &str = "server_address";
+/// State key: the floating IP's id.
+pub const STATE_FLOATING_IP_ID: &str = "floating_ip_id";
+/// State key: the floating IP's address.
+pub const STATE_FLOATING_IP: &str = "floating_ip";
+/// State key: the per-job key pair's name.
+pub const STATE_KEYPAIR: &str = "keypair_name";
+/// State key: volumes made for the job that Nova does not delete with the server.
+pub const STATE_VOLUMES: &str = "volume_ids";
+
+/// The cloud as the steps see it. Tests may install their own implementation first.
+pub struct CloudHandle {
+    /// The back end.
+    pub cloud: Arc<dyn Cloud>,
+    /// The recipe's `cloud` settings.
+    pub settings: CloudSettings,
+}
+
+/// The recipe's `cloud` block as settings (absent: defaults).
+pub fn settings_of(value: Value) -> Result<CloudSettings, StepError> {
+    if value.is_null() {
+        return Ok(CloudSettings::default());
+    }
+    serde_json::from_value(value)
+        .map_err(|e| StepError::invalid(format!("the recipe's `cloud` block: {e}")))
+}
+
+/// The process's cloud connection, made (and authenticated) on first use.
+pub async fn cloud(cx: &StepContext<'_>) -> Result<Arc<CloudHandle>, StepError> {
+    let services = cx.services;
+    services
+        .get_or_try_init::<CloudHandle, _, _>(|| async {
+            let settings = settings_of(services.settings("cloud")?)?;
+            let os = OpenStack::connect(&settings).await?;
+            Ok(CloudHandle {
+                cloud: Arc::new(os),
+                settings,
+            })
+        })
+        .await
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The job's identity for ownership metadata.
+///
+/// Job and project ids come from gitlab-runner's `JOB_RESPONSE_FILE` (the trusted job
+/// context), because a pipeline can override `CI_JOB_ID` and friends (peers.md, bug 1). Only
+/// when that file is absent (tests, `executor simulate` without it) the job variables are used.
+/// The runner comes from the recipe's `cloud.owner`, which a job cannot change.
+pub fn job_ownership(
+    settings: &CloudSettings,
+    job: &Map<String, Value>,
+    env: EnvLookup<'_>,
+) -> Result<Ownership, StepError> {
+    let runner = settings.owner.clone().unwrap_or_else(|| "executor".into());
+    if let Some(path) = env("JOB_RESPONSE_FILE") {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // gitlab-runner always writes it; without it (a hand-run stage) use the variables.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(StepError::other(format!(
+                    "cannot read JOB_RESPONSE_FILE {path}: {e}"
+                )));
+            }
+        };
+        if !text.is_empty() {
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                // Position only: the file holds the job token.
+                StepError::other(format!(
+                    "JOB_RESPONSE_FILE {path} is not JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            let job_id = v.get("id").and_then(text_of);
+            let project = v.pointer("/job_info/project_id").and_then(text_of);
+            if let (Some(job), Some(project)) = (job_id, project) {
+                return Ok(Ownership {
+                    runner,
+                    project,
+                    job,
+                });
+            }
+        }
+    }
+    let job_id = job.get("CI_JOB_ID").and_then(text_of);
+    let project = job.get("CI_PROJECT_ID").and_then(text_of);
+    match (job_id, project) {
+        (Some(job), Some(project)) => Ok(Ownership {
+            runner,
+            project,
+            job,
+        }),
+        _ => Err(StepError::invalid(
+            "cannot tell which job this is: no JOB_RESPONSE_FILE and no CI_JOB_ID/CI_PROJECT_ID",
+        )),
+    }
+}
+
+/// This job's ownership, from the context.
+pub fn owner(cx: &StepContext<'_>, settings: &CloudSettings) -> Result<Ownership, StepError> {
+    job_ownership(settings, cx.job, &process_env)
+}
+
+/// Saves `key` in the job state at once (a killed stage keeps it).
+pub fn save(cx: &mut StepContext<'_>, key: &str, value: Value) -> Result<(), StepError> {
+    if value.is_null() {
+        cx.state.remove(key);
+    } else {
+        cx.state.set(key, value);
+    }
+    cx.state
+        .save()
+        .map_err(|e| StepError::other(format!("cannot save the job state: {e}")))
+}
+
+/// A string from the job state.
+pub fn state_text(cx: &StepContext<'_>, key: &str) -> Option<String> {
+    cx.state.get(key).and_then(text_of)
+}
+
+/// The server id: the argument, else the job state.
+pub fn server_id(cx: &StepContext<'_>, arg: &Option<String>) -> Result<String, StepError> {
+    arg.clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| state_text(cx, STATE_SERVER_ID))
+        .ok_or_else(|| {
+            StepError::invalid(
+                "no server: pass `server` or run create_server first (state.server_id)",
+            )
+        })
+}

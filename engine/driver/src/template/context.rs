@@ -1,0 +1,104 @@
+//! The names a template can read:
+//!
+//! | name       | what |
+//! |------------|------|
+//! | `env`      | the driver's process environment |
+//! | `job`      | the job's variables: `CUSTOM_ENV_X` as `job.X` |
+//! | `vars`     | the recipe's `vars`, evaluated in order |
+//! | `steps`    | outputs of earlier steps of this stage: `steps.<id>.<key>` |
+//! | `state`    | the job state saved by earlier stages |
+//! | `run`      | in the run stage: `run.script` (path) and `run.stage` (sub-stage name) |
+//! | `stage`    | the stage's name |
+//! | `executor` | `executor.version` |
+//! | `trusted`  | gitlab-runner's job payload (`JOB_RESPONSE_FILE`) without its secrets: `trusted.id` (the job id), `trusted.job_info.project_id`, ... A job cannot change these, unlike `job` |
+
+use serde_json::{Map, Value as Json};
+
+use crate::steps::context::RunArgs;
+
+pub const NAMES: [&str; 9] = [
+    "env", "job", "vars", "steps", "state", "run", "stage", "executor", "trusted",
+];
+const JOB_PREFIX: &str = "CUSTOM_ENV_";
+
+/// The environment split into what the driver got and what the job asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub env: Map<String, Json>,
+    pub job: Map<String, Json>,
+    /// The job payload's fields that are not secret.
+    pub trusted: Map<String, Json>,
+}
+
+/// Payload fields that hold secrets (the job token, variables that may be masked, registry
+/// credentials) and never reach templates.
+const SECRET_PAYLOAD_KEYS: [&str; 4] = ["token", "variables", "credentials", "secrets"];
+
+impl Environment {
+    pub fn from_process() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut e = Self::default();
+        for (k, v) in pairs {
+            if let Some(name) = k.strip_prefix(JOB_PREFIX) {
+                e.job.insert(name.to_string(), Json::String(v.clone()));
+            }
+            e.env.insert(k, Json::String(v));
+        }
+        let payload = e
+            .env
+            .get("JOB_RESPONSE_FILE")
+            .and_then(|p| p.as_str())
+            .and_then(|p| std::fs::read(p).ok());
+        if let Some(Ok(Json::Object(mut m))) = payload.map(|b| serde_json::from_slice::<Json>(&b)) {
+            for k in SECRET_PAYLOAD_KEYS {
+                m.shift_remove(k);
+            }
+            e.trusted = m;
+        }
+        e
+    }
+}
+
+/// Everything a template of one step sees.
+pub struct ContextParts<'a> {
+    pub environment: &'a Environment,
+    pub vars: &'a Map<String, Json>,
+    pub steps: &'a Map<String, Json>,
+    pub state: &'a Map<String, Json>,
+    pub run: Option<&'a RunArgs>,
+    pub stage: &'a str,
+}
+
+impl ContextParts<'_> {
+    pub fn to_json(&self) -> Json {
+        let mut m = Map::new();
+        m.insert("env".into(), Json::Object(self.environment.env.clone()));
+        m.insert("job".into(), Json::Object(self.environment.job.clone()));
+        m.insert("vars".into(), Json::Object(self.vars.clone()));
+        m.insert("steps".into(), Json::Object(self.steps.clone()));
+        m.insert("state".into(), Json::Object(self.state.clone()));
+        if let Some(run) = self.run {
+            m.insert(
+                "run".into(),
+                serde_json::json!({"script": run.script.display().to_string(), "stage": run.stage}),
+            );
+        }
+        m.insert("stage".into(), Json::String(self.stage.into()));
+        m.insert(
+            "trusted".into(),
+            Json::Object(self.environment.trusted.clone()),
+        );
+        m.insert(
+            "executor".into(),
+            serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),
+        );
+        Json::Object(m)
+    }
+
+    pub fn to_value(&self) -> minijinja::Value {
+        crate::template::to_value(&self.to_json())
+    }
+}
