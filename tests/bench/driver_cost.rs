@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench driver_cost` (about 5 minutes on 2 cores);
 //! `EXECUTOR_BENCH_QUICK=1 cargo bench --bench driver_cost` for a smoke run.
+//! `EXECUTOR_BENCH_ONLY=overhead,streaming` runs only the named sections (`overhead`, `economy`,
+//! `readiness`, `concurrency`, `streaming`); `EXECUTOR_BENCH_EXECUTOR=/path/to/executor`
+//! measures that binary's stages (a lean build, an older commit's) instead of the one cargo built.
 //!
 //! The binary is also the driver the runner stand-in calls (see `stage_wrapper`): it wraps the
 //! real `executor` to measure each stage process.
@@ -85,22 +88,38 @@ fn main() {
     let mut details = String::new();
     let load_before = load();
 
-    eprintln!("[1/5] per-job overhead");
-    overhead(&rt, &plan, &mut rows, &mut details);
-    eprintln!("[2/5] API economy");
-    economy(&rt, &plan, &mut rows, &mut details);
-    eprintln!("[3/5] readiness latency");
-    readiness(&rt, &plan, &mut rows, &mut details);
-    eprintln!("[4/5] concurrency");
-    concurrency(&rt, &plan, &mut rows, &mut details);
-    eprintln!("[5/5] log streaming");
-    streaming(&plan, &mut rows, &mut details);
+    let only = std::env::var("EXECUTOR_BENCH_ONLY").unwrap_or_default();
+    let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
+    if wanted("overhead") {
+        eprintln!("[1/5] per-job overhead");
+        overhead(&rt, &plan, &mut rows, &mut details);
+    }
+    if wanted("economy") {
+        eprintln!("[2/5] API economy");
+        economy(&rt, &plan, &mut rows, &mut details);
+    }
+    if wanted("readiness") {
+        eprintln!("[3/5] readiness latency");
+        readiness(&rt, &plan, &mut rows, &mut details);
+    }
+    if wanted("concurrency") {
+        eprintln!("[4/5] concurrency");
+        concurrency(&rt, &plan, &mut rows, &mut details);
+    }
+    if wanted("streaming") {
+        eprintln!("[5/5] log streaming");
+        streaming(&plan, &mut rows, &mut details);
+    }
 
     println!(
         "# executor benchmark{}\n",
         if quick { " (quick)" } else { "" }
     );
     println!("{}", machine(&load_before));
+    println!(
+        "Driver measured: `{}`.\n",
+        sim_jobs::executor_under_test().display()
+    );
     println!("| what | floor | target | measured | verdict |\n|---|---|---|---|---|");
     for r in &rows {
         let v = r.ok.map(verdict).unwrap_or("");

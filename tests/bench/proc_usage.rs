@@ -1,5 +1,12 @@
 //! Wall time and CPU time of one child process, taken from `wait4`'s rusage so that nothing else
-//! on the (noisy, shared) machine is counted, and its peak RSS, sampled from /proc.
+//! on the (noisy, shared) machine is counted, and its peak RSS.
+//!
+//! Peak RSS comes from two sources. `VmHWM` is sampled from /proc every 2 ms while the child
+//! lives; it is the child's own program, but a sample can miss growth in the last 2 ms. `wait4`'s
+//! `ru_maxrss` is exact at exit, but Linux carries the spawning process's size over `execve`
+//! (with `posix_spawn` the child starts in the parent's memory). So `ru_maxrss` is taken only
+//! when it exceeds the spawner's own `VmHWM` (read after the child has exited, so it bounds what
+//! was carried over): then it can only be the child's. Otherwise the sampled value stands.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -40,7 +47,11 @@ fn tv(t: libc::timeval) -> Duration {
 /// `execve` (so a child spawned by a big parent "peaks" at the parent's size), this is the
 /// peak of the process's own program.
 fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    vm_hwm_of(&format!("/proc/{pid}/status"))
+}
+
+fn vm_hwm_of(status_file: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(status_file).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
@@ -60,7 +71,7 @@ fn watch_peak(pid: libc::pid_t, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
 }
 
 /// Runs `cmd` (stdin from /dev/null unless the caller set it) and waits for it with `wait4`.
-/// Peak RSS is sampled from /proc every 2 ms while it runs.
+/// Peak RSS: see the module comment.
 pub fn run(cmd: &mut Command) -> std::io::Result<Usage> {
     let start_ns = unix_ns();
     let started = Instant::now();
@@ -82,10 +93,12 @@ pub fn run(cmd: &mut Command) -> std::io::Result<Usage> {
     std::mem::forget(child);
     let err = std::io::Error::last_os_error();
     stop.store(true, Ordering::Relaxed);
-    let peak = watcher.join().unwrap_or(0);
+    let sampled = watcher.join().unwrap_or(0);
     if r == -1 {
         return Err(err);
     }
+    let peak = exact_peak(usage.ru_maxrss.max(0) as u64, vm_hwm_of("/proc/self/status"))
+        .map_or(sampled, |exact| exact.max(sampled));
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
@@ -100,6 +113,12 @@ pub fn run(cmd: &mut Command) -> std::io::Result<Usage> {
         start_ns,
         end_ns: unix_ns(),
     })
+}
+
+/// `ru_maxrss` (KiB on Linux) when it must be the child's own peak: above everything the spawner
+/// could have carried over `execve`.
+fn exact_peak(ru_maxrss_kib: u64, spawner_hwm_kib: Option<u64>) -> Option<u64> {
+    spawner_hwm_kib.filter(|&own| ru_maxrss_kib > own).map(|_| ru_maxrss_kib)
 }
 
 /// `run` with all three standard streams on /dev/null.

@@ -68,6 +68,17 @@ impl Batch {
     }
 }
 
+/// Names another `executor` binary to measure (a lean build, an older commit's) instead of the
+/// one cargo built with the benchmark.
+pub const EXECUTOR_ENV: &str = "EXECUTOR_BENCH_EXECUTOR";
+
+/// The `executor` binary whose stages are measured.
+pub fn executor_under_test() -> PathBuf {
+    std::env::var_os(EXECUTOR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_executor")))
+}
+
 pub fn recipe() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/openstack.yaml")
 }
@@ -122,7 +133,7 @@ config:
             ("USERNAME".into(), user),
             (
                 stage_wrapper::DRIVER_ENV.into(),
-                env!("CARGO_BIN_EXE_executor").into(),
+                executor_under_test().display().to_string(),
             ),
             (stage_wrapper::LOG_ENV.into(), log.display().to_string()),
             (

@@ -58,7 +58,7 @@ pub fn measure(sizes_mib: &[u64]) -> Stream {
     )
     .expect("recipe");
     let stage = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_executor"));
+        let mut c = Command::new(super::sim_jobs::executor_under_test());
         c.current_dir(&job)
             .env("TMPDIR", &job)
             .env("BUILD_FAILURE_EXIT_CODE", "11")
