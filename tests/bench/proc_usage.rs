@@ -97,8 +97,11 @@ pub fn run(cmd: &mut Command) -> std::io::Result<Usage> {
     if r == -1 {
         return Err(err);
     }
-    let peak = exact_peak(usage.ru_maxrss.max(0) as u64, vm_hwm_of("/proc/self/status"))
-        .map_or(sampled, |exact| exact.max(sampled));
+    let peak = exact_peak(
+        usage.ru_maxrss.max(0) as u64,
+        vm_hwm_of("/proc/self/status"),
+    )
+    .map_or(sampled, |exact| exact.max(sampled));
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
@@ -118,7 +121,9 @@ pub fn run(cmd: &mut Command) -> std::io::Result<Usage> {
 /// `ru_maxrss` (KiB on Linux) when it must be the child's own peak: above everything the spawner
 /// could have carried over `execve`.
 fn exact_peak(ru_maxrss_kib: u64, spawner_hwm_kib: Option<u64>) -> Option<u64> {
-    spawner_hwm_kib.filter(|&own| ru_maxrss_kib > own).map(|_| ru_maxrss_kib)
+    spawner_hwm_kib
+        .filter(|&own| ru_maxrss_kib > own)
+        .map(|_| ru_maxrss_kib)
 }
 
 /// `run` with all three standard streams on /dev/null.
