@@ -7,10 +7,12 @@
 //! (tests/realcloud/run.sh).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig};
+
+use crate::stage_run::StageRun;
 
 fn enabled() -> bool {
     std::env::var("EXECUTOR_REALCLOUD").is_ok_and(|v| v == "1")
@@ -20,17 +22,12 @@ fn recipe() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/openstack.yaml")
 }
 
-fn stage(dir: &Path, owner: &str, job_id: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("executor"));
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+/// A stage of the default recipe as job `job_id` of project 42, with the runner-side settings
+/// the default recipe reads and the real cloud's clouds.yaml.
+fn stage(dir: &Path, owner: &str, job_id: &str, args: &[&str]) -> StageRun {
+    StageRun::new(dir, args)
+        .recipe(recipe())
         .env("HOME", std::env::var("HOME").unwrap_or_default())
-        .env("TMPDIR", dir)
-        .env("BUILD_FAILURE_EXIT_CODE", "11")
-        .env("SYSTEM_FAILURE_EXIT_CODE", "12")
-        .env("BUILD_EXIT_CODE_FILE", dir.join("build_exit_code"))
-        .env("JOB_RESPONSE_FILE", dir.join("response.json"))
         .env(
             "OS_CLIENT_CONFIG_FILE",
             std::env::var("OS_CLIENT_CONFIG_FILE")
@@ -46,13 +43,8 @@ fn stage(dir: &Path, owner: &str, job_id: &str, args: &[&str]) -> Command {
         )
         .env("EXECUTOR_OWNER", owner)
         .env("EXPECTED_BOOT_TIME", "3s")
-        .env("CUSTOM_ENV_CI_JOB_ID", job_id)
-        .env("CUSTOM_ENV_CI_PROJECT_ID", "42")
-        .arg("--recipe")
-        .arg(recipe())
-        .args(args)
-        .stdin(Stdio::null());
-    c
+        .job_var("CI_JOB_ID", job_id)
+        .job_var("CI_PROJECT_ID", "42")
 }
 
 fn state(dir: &Path) -> serde_json::Value {
@@ -79,6 +71,7 @@ fn default_recipe_prepare_run_cleanup_with_a_real_sshd_playing_the_vm() {
     .unwrap();
 
     let mut prepare = stage(d, &owner, &job_id, &["prepare"])
+        .command()
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use assert_cmd::Command;
 use executor_cloud::*;
 use executor_simulator::{Scope, Service, SimCloud, SimOptions, SshMode};
 
 use crate::cloud_support;
+use crate::stage_run::StageRun;
 use cloud_support::{boot, spec, target, wait_for};
 
 fn opts() -> SimOptions {
@@ -172,7 +172,10 @@ async fn an_error_boot_shows_the_fault_and_a_new_boot_recovers() {
     let (id, waited) = boot(&os, &spec("ci-1"), &me, &wait()).await;
     let err = waited.unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::BootError);
-    assert!(err.message.contains(executor_simulator::NO_VALID_HOST), "{err}");
+    assert!(
+        err.message.contains(executor_simulator::NO_VALID_HOST),
+        "{err}"
+    );
     cleanup(&os, &target(&me, "ci-1", Some(id)), &quick())
         .await
         .unwrap();
@@ -326,30 +329,18 @@ fn recipe() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/openstack-realcloud.yaml")
 }
 
-fn stage(dir: &Path, clouds: &Path, args: &[&str], extra: &[(&str, &str)]) -> Command {
-    let mut c = Command::cargo_bin("executor").unwrap();
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TMPDIR", dir)
-        .env("BUILD_FAILURE_EXIT_CODE", "11")
-        .env("SYSTEM_FAILURE_EXIT_CODE", "12")
-        .env("BUILD_EXIT_CODE_FILE", dir.join("build_exit_code"))
-        .env("JOB_RESPONSE_FILE", dir.join("response.json"))
+/// A stage of job 31 with the realcloud test recipe, pointed at the simulator's clouds.yaml.
+fn stage(dir: &Path, clouds: &Path, args: &[&str], extra: &[(&str, &str)]) -> StageRun {
+    StageRun::new(dir, args)
+        .recipe(recipe())
         .env("OS_CLIENT_CONFIG_FILE", clouds)
         .env("OS_CLOUD", "sim")
-        .env("CUSTOM_ENV_CI_JOB_ID", "31")
-        .env("CUSTOM_ENV_TEST_PREFIX", "sim")
-        .env("CUSTOM_ENV_TEST_OWNER", "sim-stages")
-        .env("CUSTOM_ENV_TEST_IMAGE", "cirros-0.6.2")
-        .arg("--recipe")
-        .arg(recipe())
-        .args(args)
-        .timeout(Duration::from_secs(120));
-    for (k, v) in extra {
-        c.env(format!("CUSTOM_ENV_{k}"), v);
-    }
-    c
+        .job_var("CI_JOB_ID", "31")
+        .job_var("TEST_PREFIX", "sim")
+        .job_var("TEST_OWNER", "sim-stages")
+        .job_var("TEST_IMAGE", "cirros-0.6.2")
+        .job_vars(extra)
+        .timeout(Duration::from_secs(120))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

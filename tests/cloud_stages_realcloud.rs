@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use assert_cmd::Command;
 use executor_cloud::*;
+
+use crate::stage_run::StageRun;
 
 fn enabled() -> bool {
     std::env::var("EXECUTOR_REALCLOUD").is_ok_and(|v| v == "1")
@@ -47,30 +48,16 @@ impl Job {
         }
     }
 
-    fn stage(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
-        let d = self.dir.path();
-        let mut c = Command::cargo_bin("executor").unwrap();
-        c.current_dir(d)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TMPDIR", d)
-            .env("BUILD_FAILURE_EXIT_CODE", "11")
-            .env("SYSTEM_FAILURE_EXIT_CODE", "12")
-            .env("BUILD_EXIT_CODE_FILE", d.join("build_exit_code"))
-            .env("JOB_RESPONSE_FILE", d.join("response.json"))
+    fn stage(&self, args: &[&str], extra: &[(&str, &str)]) -> StageRun {
+        StageRun::new(self.dir.path(), args)
+            .recipe(recipe())
             .env("OS_CLIENT_CONFIG_FILE", clouds_yaml())
             .env("OS_CLOUD", "realcloud-demo")
-            .env("CUSTOM_ENV_CI_JOB_ID", &self.job_id)
-            .env("CUSTOM_ENV_TEST_PREFIX", &self.prefix)
-            .env("CUSTOM_ENV_TEST_OWNER", format!("stages-{}", self.prefix))
-            .arg("--recipe")
-            .arg(recipe())
-            .args(args)
-            .timeout(Duration::from_secs(400));
-        for (k, v) in extra {
-            c.env(format!("CUSTOM_ENV_{k}"), v);
-        }
-        c
+            .job_var("CI_JOB_ID", &self.job_id)
+            .job_var("TEST_PREFIX", &self.prefix)
+            .job_var("TEST_OWNER", format!("stages-{}", self.prefix))
+            .job_vars(extra)
+            .timeout(Duration::from_secs(400))
     }
 
     fn state(&self) -> serde_json::Value {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 
+use crate::stage_run::StageRun;
+
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -14,16 +16,12 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 }
 
 fn prepare(dir: &Path, recipes: &[&Path]) -> std::process::Output {
-    let mut c = Command::cargo_bin("executor").unwrap();
     // Plain text whatever the surrounding CI says: a `CI` variable turns colour on.
-    c.current_dir(dir)
+    StageRun::new(dir, ["prepare"])
+        .recipes(recipes)
         .env("NO_COLOR", "1")
-        .env("BUILD_FAILURE_EXIT_CODE", "11")
-        .env("SYSTEM_FAILURE_EXIT_CODE", "12");
-    for r in recipes {
-        c.arg("--recipe").arg(r);
-    }
-    c.arg("prepare").output().unwrap()
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -120,10 +118,9 @@ fn sigterm_cancels_the_running_step_and_still_runs_always_steps() {
         "r.yaml",
         "version: 1\nprepare:\n  - id: started\n    kind: log\n    message: STARTED\n  - id: long\n    kind: sleep\n    duration: 120s\n  - id: after\n    kind: log\n    message: NOT-AFTER-CANCEL\n  - id: finally\n    kind: log\n    message: released\n    always: true\n",
     );
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("executor"))
-        .current_dir(d.path())
-        .env("SYSTEM_FAILURE_EXIT_CODE", "12")
-        .args(["--recipe", r.to_str().unwrap(), "prepare"])
+    let mut child = StageRun::new(d.path(), ["prepare"])
+        .recipe(&r)
+        .command()
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -201,7 +198,8 @@ fn render_shows_merged_recipe_and_rendered_steps_with_placeholders() {
 #[test]
 fn the_default_recipe_refuses_a_host_key_the_console_did_not_print() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let loaded = executor_driver::recipe::loader::load(&[root.join("recipes/openstack.yaml")]).unwrap();
+    let loaded =
+        executor_driver::recipe::loader::load(&[root.join("recipes/openstack.yaml")]).unwrap();
     let check = loaded
         .recipe
         .prepare
@@ -226,8 +224,9 @@ fn the_default_recipe_refuses_a_host_key_the_console_did_not_print() {
         !fails(serde_json::json!({"host_keys": []})),
         "no keys on the console: keep the pin"
     );
-    let no_console =
-        executor_driver::template::to_value(&serde_json::json!({"steps": {"ssh": {"host_key": "k"}}}));
+    let no_console = executor_driver::template::to_value(
+        &serde_json::json!({"steps": {"ssh": {"host_key": "k"}}}),
+    );
     assert!(
         !t.condition(when, &no_console).unwrap(),
         "console step failed: keep the pin"
@@ -243,17 +242,14 @@ fn warnings_are_yellow_in_ci_logs_unless_no_color_is_set() {
         "version: 1\nprepare:\n  - id: w\n    kind: log\n    level: warning\n    message: careful\n",
     );
     let run = |no_color: Option<&str>| {
-        let mut c = Command::cargo_bin("executor").unwrap();
-        c.current_dir(d.path())
-            .env("CI", "true")
-            .env_remove("NO_COLOR");
+        // The stage's environment starts empty: no NO_COLOR from this process's own.
+        let mut stage = StageRun::new(d.path(), ["prepare"])
+            .recipe(&r)
+            .env("CI", "true");
         if let Some(v) = no_color {
-            c.env("NO_COLOR", v);
+            stage = stage.env("NO_COLOR", v);
         }
-        let out = c
-            .args(["--recipe", r.to_str().unwrap(), "prepare"])
-            .output()
-            .unwrap();
+        let out = stage.output().unwrap();
         assert!(out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };

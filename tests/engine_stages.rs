@@ -3,29 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use crate::stage_run::StageRun;
 
 fn recipe() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/generic.yaml")
 }
 
-/// A stage invocation as gitlab-runner makes it: cwd and TMPDIR are the per-job dir.
-fn stage(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::cargo_bin("executor").unwrap();
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TMPDIR", dir)
-        .env("BUILD_FAILURE_EXIT_CODE", "11")
-        .env("SYSTEM_FAILURE_EXIT_CODE", "12")
-        .env("BUILD_EXIT_CODE_FILE", dir.join("build_exit_code"))
-        .env("JOB_RESPONSE_FILE", dir.join("response.json"))
-        .env("CUSTOM_ENV_CI_JOB_ID", "4242")
-        .env("CUSTOM_ENV_CI_BUILDS_DIR", "")
-        .arg("--recipe")
-        .arg(recipe())
-        .args(args);
-    c
+/// A stage of job 4242 with the generic recipe; `config` sees an empty CI_BUILDS_DIR.
+fn stage(dir: &Path, args: &[&str]) -> StageRun {
+    StageRun::new(dir, args)
+        .recipe(recipe())
+        .job_var("CI_JOB_ID", "4242")
+        .job_var("CI_BUILDS_DIR", "")
 }
 
 #[test]
@@ -76,7 +65,7 @@ fn all_four_stages_share_state_and_map_exit_codes() {
     assert!(!d.join("build_exit_code").exists());
 
     stage(d, &["run", script.to_str().unwrap(), "build_script"])
-        .env("CUSTOM_ENV_FAIL_WITH", "42")
+        .job_var("FAIL_WITH", "42")
         .assert()
         .code(11);
     assert_eq!(
@@ -109,10 +98,12 @@ fn a_broken_recipe_is_a_system_failure_with_a_location() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "version: 1\nprepare:\n  - id: x\n    kind: lgo\n").unwrap();
-    let mut c = stage(dir.path(), &["prepare"]);
-    c.arg("--recipe").arg(&bad);
     // the override is layered on the base; its unknown kind is reported at its own line
-    let out = c.output().unwrap();
+    let out = stage(dir.path(), &["prepare"])
+        .arg("--recipe")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(12));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown step kind `lgo`"), "{err}");
@@ -129,11 +120,8 @@ fn undefined_template_names_fail_instead_of_rendering_empty() {
         "version: 1\nprepare:\n  - id: x\n    kind: log\n    message: \"{{ job.NOT_SET }}\"\n",
     )
     .unwrap();
-    let out = Command::cargo_bin("executor")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("SYSTEM_FAILURE_EXIT_CODE", "12")
-        .args(["--recipe", r.to_str().unwrap(), "prepare"])
+    let out = StageRun::new(dir.path(), ["prepare"])
+        .recipe(&r)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(12));
@@ -145,12 +133,9 @@ fn undefined_template_names_fail_instead_of_rendering_empty() {
 #[test]
 fn executor_recipe_env_stands_in_for_the_flag() {
     let dir = tempfile::tempdir().unwrap();
-    Command::cargo_bin("executor")
-        .unwrap()
-        .current_dir(dir.path())
+    StageRun::new(dir.path(), ["config"])
         .env("EXECUTOR_RECIPE", recipe())
-        .env("CUSTOM_ENV_CI_JOB_ID", "5")
-        .arg("config")
+        .job_var("CI_JOB_ID", "5")
         .assert()
         .success()
         .stdout(predicates::str::contains("\"hostname\":\"ci-5\""));

@@ -11,6 +11,7 @@ mod e2e_support;
 mod runner_support;
 mod sim_support;
 mod ssh_support;
+mod stage_run;
 
 mod book_examples;
 mod book_links;

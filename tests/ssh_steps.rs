@@ -5,9 +5,10 @@ use crate::ssh_support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use assert_cmd::Command;
 use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig};
 use ssh_support::{Fixture, loopback};
+
+use crate::stage_run::StageRun;
 
 fn recipe(fx: &Fixture, extra_prepare: &str) -> String {
     format!(
@@ -49,26 +50,12 @@ run:
     )
 }
 
-fn stage_std(dir: &Path, recipe: &Path, args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("executor"));
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TMPDIR", dir)
-        .env("BUILD_FAILURE_EXIT_CODE", "11")
-        .env("SYSTEM_FAILURE_EXIT_CODE", "12")
-        .env("BUILD_EXIT_CODE_FILE", dir.join("build_exit_code"))
-        .env("CUSTOM_ENV_CI_JOB_ID", "77")
-        .arg("--recipe")
-        .arg(recipe)
-        .args(args);
-    c
-}
-
-fn stage(dir: &Path, recipe: &Path, args: &[&str]) -> Command {
-    let mut c = Command::from_std(stage_std(dir, recipe, args));
-    c.timeout(std::time::Duration::from_secs(120));
-    c
+/// A stage of job 77 with `recipe`.
+fn stage(dir: &Path, recipe: &Path, args: &[&str]) -> StageRun {
+    StageRun::new(dir, args)
+        .recipe(recipe)
+        .job_var("CI_JOB_ID", "77")
+        .timeout(std::time::Duration::from_secs(120))
 }
 
 #[test]
@@ -225,11 +212,12 @@ fn sigterm_during_run_stops_every_remote_process_of_the_script() {
         ),
     )
     .unwrap();
-    let mut cmd = stage_std(
+    let mut cmd = stage(
         d,
         &recipe_path,
         &["run", script.to_str().unwrap(), "build_script"],
-    );
+    )
+    .command();
     let mut running = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

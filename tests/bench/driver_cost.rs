@@ -14,6 +14,10 @@ mod mem_sampler;
 mod proc_usage;
 mod sim_jobs;
 mod ssh_stream;
+// The integration tests' stage builder; the benchmark needs only part of it.
+#[allow(dead_code)]
+#[path = "../stage_run.rs"]
+mod stage_run;
 mod stage_wrapper;
 mod stats;
 
@@ -21,8 +25,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use gitlab_runner_standin::{Job, JobArtifacts, JobCache, When};
 use executor_simulator::SshMode;
+use gitlab_runner_standin::{Job, JobArtifacts, JobCache, When};
 
 use sim_jobs::{Batch, Harness, Scenario};
 use stats::{median, mib, ms, percentile, verdict};

@@ -9,6 +9,7 @@ use executor_ssh::{ConnectOptions, HostKeyPolicy, Target, connect, generate_job_
 use tokio_util::sync::CancellationToken;
 
 use super::proc_usage::{self, Usage};
+use super::stage_run::StageRun;
 
 pub struct SizeRun {
     pub mib: u64,
@@ -58,18 +59,11 @@ pub fn measure(sizes_mib: &[u64]) -> Stream {
     )
     .expect("recipe");
     let stage = |args: &[&str]| {
-        let mut c = Command::new(super::sim_jobs::executor_under_test());
-        c.current_dir(&job)
-            .env("TMPDIR", &job)
-            .env("BUILD_FAILURE_EXIT_CODE", "11")
-            .env("SYSTEM_FAILURE_EXIT_CODE", "12")
-            .env("BUILD_EXIT_CODE_FILE", job.join("exit"))
-            .arg("--recipe")
-            .arg(&recipe)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        let mut c = StageRun::new(&job, args)
+            .program(super::sim_jobs::executor_under_test())
+            .recipe(&recipe)
+            .command();
+        c.stdout(Stdio::null()).stderr(Stdio::inherit());
         c
     };
     let prepared = proc_usage::run(&mut stage(&["prepare"])).expect("prepare");
