@@ -198,6 +198,27 @@ impl Cloud for Fake {
             .filter(|s| re.as_ref().is_none_or(|r| r.is_match(&s.name)))
             .collect())
     }
+    async fn set_server_metadata(
+        &self,
+        id: &str,
+        items: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        let mut w = self.0.lock().unwrap();
+        w.requests += 1;
+        match w.servers.iter_mut().find(|(s, _)| s.id == id) {
+            Some((s, _)) => {
+                s.metadata.extend(items.clone());
+                Ok(())
+            }
+            None => Err(CloudError::new(
+                CloudErrorKind::NotFound,
+                "set server metadata",
+                id,
+                "no such server",
+            )),
+        }
+    }
+
     async fn delete_server(&self, id: &str) -> Result<(), CloudError> {
         let mut w = self.0.lock().unwrap();
         w.requests += 1;

@@ -77,6 +77,8 @@ pub enum Command {
     #[cfg(feature = "simulate")]
     /// Run CI jobs end to end against the embedded simulated cloud, with a gitlab-runner stand-in.
     Simulate(gitlab_runner_standin::simulate::SimulateArgs),
+    /// The warm-pool daemon: keep VMs booted ahead of jobs (run it beside gitlab-runner).
+    Pool(crate::pool::PoolArgs),
     /// Show the merged recipe, and the rendered steps of a stage, without calling any back end.
     Render {
         /// The stage whose steps to render.
@@ -114,6 +116,7 @@ pub fn main() -> ExitCode {
         Command::Lint { format, files } => crate::commands::lint::run(&files, format),
         #[cfg(feature = "simulate")]
         Command::Sim(cmd) => executor_simulator::serve::run(cmd),
+        Command::Pool(args) => crate::pool::run(&cli.recipes, args),
         Command::Gc(args) => crate::commands::gc::run(&cli.recipes, args),
         #[cfg(feature = "simulate")]
         Command::Simulate(args) => gitlab_runner_standin::simulate::run(&cli.recipes, args),

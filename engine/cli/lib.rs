@@ -5,3 +5,4 @@
 pub mod cli;
 pub mod commands;
 mod logging;
+pub mod pool;

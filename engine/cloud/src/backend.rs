@@ -5,6 +5,8 @@
 
 use std::time::SystemTime;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
@@ -80,6 +82,12 @@ pub trait Cloud: Send + Sync {
     async fn list_servers(&self, name_filter: Option<&str>) -> Result<Vec<Server>, CloudError>;
     /// Deletes a server; a missing one is fine.
     async fn delete_server(&self, id: &str) -> Result<(), CloudError>;
+    /// Adds or replaces the given metadata items of a server; other items stay.
+    async fn set_server_metadata(
+        &self,
+        id: &str,
+        items: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError>;
     /// The last `lines` lines of the console log (all when None).
     async fn console_output(&self, id: &str, lines: Option<u32>) -> Result<String, CloudError>;
 

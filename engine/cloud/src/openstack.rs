@@ -1,5 +1,6 @@
 //! `Cloud` over OpenStack's HTTP APIs.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -487,6 +488,23 @@ impl Cloud for OpenStack {
             &["servers", id],
         );
         absent_ok(self.api.send(call).await).map(|_| ())
+    }
+
+    async fn set_server_metadata(
+        &self,
+        id: &str,
+        items: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        let call = Call::new(
+            "set server metadata",
+            format!("server {id}"),
+            Method::POST,
+            Service::Compute,
+            &["servers", id, "metadata"],
+        )
+        .json(json!({ "metadata": items }))
+        .idempotent();
+        self.api.send(call).await.map(|_| ())
     }
 
     async fn console_output(&self, id: &str, lines: Option<u32>) -> Result<String, CloudError> {

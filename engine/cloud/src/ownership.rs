@@ -15,6 +15,10 @@ pub const META_JOB: &str = "executor:job";
 /// Metadata key: creation time, RFC 3339 UTC.
 pub const META_CREATED: &str = "executor:created";
 
+/// The project of a warm-pool VM that no job has claimed yet; its `executor:job` is the VM's id.
+/// A claim replaces both with the job's.
+pub const POOL_PROJECT: &str = "pool";
+
 /// Who a resource belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ownership {

@@ -36,6 +36,9 @@ pub enum ErrorClass {
     Script,
     /// The stage was cancelled (SIGTERM).
     Canceled,
+    /// Something we may do without was not there in time: an empty warm pool, a pool daemon
+    /// that is down or slow.
+    Unavailable,
     /// Anything else.
     Other,
 }
@@ -67,6 +70,7 @@ impl ErrorClass {
             Self::HostKey => "host_key",
             Self::Script => "script",
             Self::Canceled => "canceled",
+            Self::Unavailable => "unavailable",
             Self::Other => "other",
         }
     }

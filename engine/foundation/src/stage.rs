@@ -9,12 +9,16 @@ pub enum Stage {
     Prepare,
     Run,
     Cleanup,
+    /// Not one of gitlab-runner's: the job-independent steps that make a VM ready. The pool
+    /// daemon runs them ahead of jobs; `prepare` runs them inline when no warm VM is claimed.
+    Provision,
 }
 
 impl Stage {
     pub const ALL: [Stage; 4] = [Stage::Config, Stage::Prepare, Stage::Run, Stage::Cleanup];
-    /// The stages that hold steps.
-    pub const WITH_STEPS: [Stage; 3] = [Stage::Prepare, Stage::Run, Stage::Cleanup];
+    /// The step lists of a recipe.
+    pub const WITH_STEPS: [Stage; 4] =
+        [Stage::Provision, Stage::Prepare, Stage::Run, Stage::Cleanup];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -22,11 +26,15 @@ impl Stage {
             Stage::Prepare => "prepare",
             Stage::Run => "run",
             Stage::Cleanup => "cleanup",
+            Stage::Provision => "provision",
         }
     }
 
     pub fn parse(s: &str) -> Option<Stage> {
-        Self::ALL.into_iter().find(|st| st.name() == s)
+        Self::WITH_STEPS
+            .into_iter()
+            .chain([Stage::Config])
+            .find(|st| st.name() == s)
     }
 }
 

@@ -72,6 +72,10 @@ pub struct SimulateArgs {
     /// Do not mirror the job log while it runs; print only the summary lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Run the warm-pool daemon (`executor pool`) beside the runner, wait until it has this
+    /// many VMs ready, then start the jobs. The recipe needs a `pool:` block.
+    #[arg(long, value_name = "READY")]
+    pub pool: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +179,7 @@ async fn simulate(
         .map_err(SimulateError::CloudsYaml)?;
     apply_faults(&sim, args);
 
-    let mut cfg = RunnerConfig::single_binary(driver, driver_args(recipes));
+    let mut cfg = RunnerConfig::single_binary(driver.clone(), driver_args(recipes));
     cfg.service_env = vec![
         ("OS_CLIENT_CONFIG_FILE".into(), clouds.display().to_string()),
         ("OS_CLOUD".into(), CLOUD_NAME.into()),
@@ -196,6 +200,17 @@ async fn simulate(
             humantime::format_duration(args.boot_delay).to_string(),
         ),
     ];
+    let pool = match args.pool {
+        Some(ready) => {
+            let run_dir = dir.path().join("run");
+            cfg.service_env
+                .push(("XDG_RUNTIME_DIR".into(), run_dir.display().to_string()));
+            let daemon = PoolDaemon::start(&driver, &cfg, dir.path(), recipes).await?;
+            daemon.wait_ready(ready).await;
+            Some(daemon)
+        }
+        None => None,
+    };
     cfg.default_job_timeout = args.timeout;
     cfg.graceful_kill_timeout = args.graceful_kill_timeout;
     cfg.preparation_retry_interval = args.retry_interval;
@@ -251,6 +266,9 @@ async fn simulate(
     for r in &results {
         let _ = writeln!(out, "{}", r.summary_line());
     }
+    if let Some(daemon) = pool {
+        daemon.stop().await;
+    }
     // Give deletions that were accepted but not yet finished a moment to complete.
     let mut counts = sim.counts();
     for _ in 0..50 {
@@ -275,6 +293,65 @@ async fn simulate(
     drop(out);
     sim.shutdown().await;
     Ok(exit_code(&results, count, leaked))
+}
+
+/// `executor pool` as a child, as a site would run it beside gitlab-runner.
+struct PoolDaemon {
+    child: tokio::process::Child,
+    socket: PathBuf,
+}
+
+impl PoolDaemon {
+    async fn start(
+        driver: &Path,
+        cfg: &RunnerConfig,
+        dir: &Path,
+        recipes: &[PathBuf],
+    ) -> Result<PoolDaemon, SimulateError> {
+        let run_dir = dir.join("run");
+        let child = tokio::process::Command::new(driver)
+            .args(driver_args(recipes))
+            .arg("pool")
+            .envs(
+                cfg.service_env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .env("XDG_RUNTIME_DIR", &run_dir)
+            .env("STATE_DIRECTORY", dir.join("pool-state"))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(SimulateError::CurrentExe)?;
+        Ok(PoolDaemon {
+            child,
+            socket: run_dir.join("executor").join("pool.sock"),
+        })
+    }
+
+    /// Waits (at most two minutes) until `ready` VMs are idle.
+    async fn wait_ready(&self, ready: u32) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while tokio::time::Instant::now() < deadline {
+            if let Ok((idle, _)) = executor_pool::status(&self.socket, Duration::from_secs(1)).await
+                && idle >= ready
+            {
+                eprintln!("pool: {idle} VM(s) ready");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!("pool: fewer than {ready} VM(s) ready after 2 minutes; starting anyway");
+    }
+
+    /// SIGTERM, as systemd would send: the daemon deletes its idle VMs and exits.
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill with a pid we own and a valid signal number.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(120), self.child.wait()).await;
+    }
 }
 
 fn exit_code(results: &[JobResult], expected: usize, leaked: usize) -> i32 {

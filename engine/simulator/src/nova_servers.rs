@@ -45,7 +45,10 @@ pub fn router() -> Router<Arc<Shared>> {
         .route(&format!("{v}/detail"), get(list_detail))
         .route(&format!("{v}/{{id}}"), get(show).delete(delete))
         .route(&format!("{v}/{{id}}/action"), post(action))
-        .route(&format!("{v}/{{id}}/metadata"), get(metadata))
+        .route(
+            &format!("{v}/{{id}}/metadata"),
+            get(metadata).post(metadata_update),
+        )
         .route(&format!("{v}/{{id}}/tags"), get(tags))
         .route(
             &format!("{v}/{{id}}/tags/{{tag}}"),
@@ -1018,6 +1021,31 @@ async fn metadata(State(sh): S, Path(id): Path<String>) -> Response {
         Some(s) => Json(json!({"metadata": s.metadata})).into_response(),
         None => not_found(&id),
     }
+}
+
+/// `POST /servers/{id}/metadata`: merges the given items into the server's metadata, as Nova
+/// does (keys not named stay).
+async fn metadata_update(
+    State(sh): S,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let Some(items) = body.as_ref().and_then(|b| b.0["metadata"].as_object()) else {
+        return bad("Malformed request body: 'metadata' is a required property");
+    };
+    let mut st = sh.store();
+    let Some(s) = st.servers.get_mut(&id) else {
+        return not_found(&id);
+    };
+    for (k, v) in items {
+        let Some(v) = v.as_str() else {
+            return bad(&format!(
+                "Invalid input for field/attribute {k}: not a string"
+            ));
+        };
+        s.metadata.insert(k.clone(), v.to_string());
+    }
+    Json(json!({"metadata": s.metadata})).into_response()
 }
 
 async fn tags(State(sh): S, Path(id): Path<String>) -> Response {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::recipe::loader::LoadedRecipe;
 use crate::recipe::retry_policy::RetryPolicy;
-use crate::recipe::step_spec::{FailureMode, StepSpec};
+use crate::recipe::step_spec::{FailureMode, Fallback, StepSpec};
 use crate::steps::StepError;
 use crate::steps::StepKind;
 use crate::steps::context::{RunArgs, StepContext};
@@ -23,7 +23,7 @@ use executor_foundation::job_state::JobState;
 use executor_foundation::stage::Stage;
 
 /// Back-end settings blocks, rendered for each step with what earlier steps found.
-const SETTINGS_BLOCKS: [&str; 2] = ["cloud", "ssh"];
+const SETTINGS_BLOCKS: [&str; 3] = ["cloud", "ssh", "pool"];
 
 pub struct Interpreter<'a> {
     pub loaded: &'a LoadedRecipe,
@@ -140,6 +140,20 @@ impl Interpreter<'_> {
             let result = self
                 .run_step(spec, &pointer, stage, state, &mut vars, &outputs, run)
                 .await;
+            let result = match (result, spec.common.fallback) {
+                (Err(e), Some(Fallback::Provision)) if !self.cancel.is_cancelled() => {
+                    self.log.info(&format!(
+                        "step `{}` gave way to `provision`: {}",
+                        spec.id(),
+                        e.message
+                    ));
+                    match Box::pin(self.provision_inline(state, &vars, &outputs, run)).await {
+                        Outcome::Success => Ok(None),
+                        _ => Err(StepError::other("the inline `provision` steps failed")),
+                    }
+                }
+                (result, _) => result,
+            };
             match result {
                 Ok(Some(out)) => {
                     outputs.insert(spec.id().to_string(), Json::Object(out));
@@ -172,6 +186,77 @@ impl Interpreter<'_> {
             failure = Some(Outcome::SystemFailure);
         }
         failure.unwrap_or(Outcome::Success)
+    }
+
+    /// Runs the recipe's `provision` steps for this job, with `pool` set to the job's rendered
+    /// pool key and a fresh VM id, as the pool daemon would have run them.
+    async fn provision_inline(
+        &self,
+        state: &mut JobState,
+        vars: &Map<String, Json>,
+        outputs: &Map<String, Json>,
+        run: Option<&RunArgs>,
+    ) -> Outcome {
+        let mut pool = match self.job_pool_key(state, vars, outputs, run) {
+            Ok(key) => key,
+            Err(e) => {
+                self.log.error(&e.message);
+                return Outcome::SystemFailure;
+            }
+        };
+        pool.insert("vm".into(), Json::String(new_vm_id()));
+        let environment = Environment {
+            pool,
+            ..self.environment.clone()
+        };
+        let inline = Interpreter {
+            environment: &environment,
+            cancel: self.cancel.clone(),
+            ..*self
+        };
+        // Vars are evaluated again: they may read `pool`, which only now has the VM's id.
+        let vars = match inline.evaluate_vars(state, run, Stage::Provision) {
+            Ok(v) => v,
+            Err(e) => {
+                self.log.error(&e.message);
+                return Outcome::SystemFailure;
+            }
+        };
+        inline.run_stage(Stage::Provision, state, vars, run).await
+    }
+
+    /// The recipe's `pool.key`, rendered in the job's context.
+    fn job_pool_key(
+        &self,
+        state: &JobState,
+        vars: &Map<String, Json>,
+        outputs: &Map<String, Json>,
+        run: Option<&RunArgs>,
+    ) -> Result<Map<String, Json>, RecipeError> {
+        let Some(raw) = self.loaded.json.pointer("/pool/key") else {
+            return Ok(Map::new());
+        };
+        let ctx = ContextParts {
+            environment: self.environment,
+            vars,
+            steps: outputs,
+            state: state.values(),
+            run,
+            stage: Stage::Prepare.name(),
+        }
+        .to_value();
+        match self.templater.render_value(raw, &ctx) {
+            Ok(Json::Object(m)) => Ok(m),
+            Ok(other) => Err(RecipeError {
+                message: format!(
+                    "{}: pool.key must be a mapping, not {other}",
+                    self.locate("/pool/key")
+                ),
+            }),
+            Err((inner, e)) => {
+                Err(self.template_error(&format!("/pool/key{inner}"), "pool.key", &e))
+            }
+        }
     }
 
     fn failure_outcome(&self, spec: &StepSpec, e: &StepError) -> Option<Outcome> {
@@ -247,6 +332,7 @@ impl Interpreter<'_> {
                     state,
                     vars,
                     job: &self.environment.job,
+                    pool: &self.environment.pool,
                     log: self.log,
                     cancel: &token,
                     exit: self.exit,
@@ -308,6 +394,12 @@ impl Interpreter<'_> {
             ))
         })
     }
+}
+
+/// A short id of a VM's own: names its server before any job owns it.
+pub fn new_vm_id() -> String {
+    let n: u64 = rand::random();
+    format!("{:012x}", n & 0xffff_ffff_ffff)
 }
 
 async fn with_timeout<T>(

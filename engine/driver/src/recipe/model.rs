@@ -46,6 +46,15 @@ pub struct Recipe {
     /// What the config stage prints for gitlab-runner (templated).
     #[serde(default)]
     pub config: Deferred<ConfigBlock>,
+    /// The warm pool: which VMs `executor pool` keeps ready, and its limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<executor_pool::PoolSettings>,
+    /// Job-independent steps that make a VM ready (key, create, wait, address, probe). The pool
+    /// daemon runs them ahead of jobs; a `prepare` step with `fallback: provision` runs them
+    /// inline when it gets no warm VM. They may not read `job` or `trusted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-static" = true))]
+    pub provision: Vec<StepSpec>,
     /// Steps that provision the job's machine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-static" = true))]
@@ -93,6 +102,7 @@ impl Recipe {
             Stage::Prepare => &self.prepare,
             Stage::Run => &self.run,
             Stage::Cleanup => &self.cleanup,
+            Stage::Provision => &self.provision,
             Stage::Config => &[],
         }
     }

@@ -18,7 +18,7 @@ use crate::recipe::problem::Problem;
 use crate::recipe::source_file::Loc;
 use crate::recipe::spanned_yaml::{Node, Tree};
 
-const STAGES: [&str; 3] = ["prepare", "run", "cleanup"];
+const STAGES: [&str; 4] = ["provision", "prepare", "run", "cleanup"];
 const OVERRIDE_KEYS: [&str; 4] = ["patch", "remove", "insert", "extends"];
 
 /// Apply `layer` on top of `base`, collecting every problem rather than stopping at the first.

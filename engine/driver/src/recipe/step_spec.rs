@@ -25,6 +25,14 @@ pub enum FailureMode {
     Ignore,
 }
 
+/// Steps run in a failed step's place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// The recipe's `provision` steps: a VM made for this job alone.
+    Provision,
+}
+
 /// The fields every step has, whatever its kind.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct StepCommon {
@@ -50,6 +58,11 @@ pub struct StepCommon {
     /// What a failure of this step means: `system` (default), `build` or `ignore`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub on_failure: FailureMode,
+    /// When this step fails (whatever the reason), note it and run these steps in its place,
+    /// e.g. `provision` after a `pool_claim` that got no warm VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-static" = true))]
+    pub fallback: Option<Fallback>,
     /// Run this step even after an earlier step failed or the stage was cancelled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     #[schemars(extend("x-static" = true))]
@@ -83,7 +96,15 @@ impl StepSpec {
     }
 }
 
-const COMMON_KEYS: [&str; 6] = ["id", "when", "retry", "timeout", "on_failure", "always"];
+const COMMON_KEYS: [&str; 7] = [
+    "id",
+    "when",
+    "retry",
+    "timeout",
+    "on_failure",
+    "fallback",
+    "always",
+];
 
 impl<'de> Deserialize<'de> for StepSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

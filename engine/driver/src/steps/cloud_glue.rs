@@ -10,8 +10,9 @@ use crate::steps::context::StepContext;
 use executor_cloud::backend::Cloud;
 use executor_cloud::credentials::{EnvLookup, process_env};
 use executor_cloud::openstack::OpenStack;
-use executor_cloud::ownership::Ownership;
+use executor_cloud::ownership::{Ownership, POOL_PROJECT};
 use executor_cloud::settings::CloudSettings;
+use executor_foundation::stage::Stage;
 
 /// State key: the server's id.
 pub const STATE_SERVER_ID: &str = "server_id";
@@ -126,7 +127,22 @@ pub fn job_ownership(
 }
 
 /// This job's ownership, from the context.
+///
+/// The pool daemon provisions with no job at all (no payload, no job variables): its VMs are
+/// owned by the pool until a job claims one.
 pub fn owner(cx: &StepContext<'_>, settings: &CloudSettings) -> Result<Ownership, StepError> {
+    let vm = cx.pool.get("vm").and_then(text_of);
+    if cx.stage == Stage::Provision
+        && cx.job.is_empty()
+        && process_env("JOB_RESPONSE_FILE").is_none()
+        && let Some(vm) = vm
+    {
+        return Ok(Ownership {
+            runner: settings.owner.clone().unwrap_or_else(|| "executor".into()),
+            project: POOL_PROJECT.into(),
+            job: vm,
+        });
+    }
     job_ownership(settings, cx.job, &process_env)
 }
 

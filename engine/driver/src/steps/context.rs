@@ -21,6 +21,8 @@ pub struct StepContext<'a> {
     pub state: &'a mut JobState,
     pub vars: &'a mut Map<String, Json>,
     pub job: &'a Map<String, Json>,
+    /// While provisioning: the pool key and `vm`, the VM's id. Empty otherwise.
+    pub pool: &'a Map<String, Json>,
     pub log: &'a JobLog,
     pub cancel: &'a CancellationToken,
     pub exit: &'a ExitCodes,

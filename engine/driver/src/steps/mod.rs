@@ -22,6 +22,7 @@ pub mod fail;
 pub mod floating_ip;
 pub mod keypair;
 pub mod log;
+pub mod pool_claim;
 pub mod save_state;
 pub mod server_address;
 pub mod set_vars;
@@ -55,6 +56,7 @@ pub enum StepKind {
     SshRunScript(ssh_run_script::SshRunScript),
     SshCommand(ssh_command::SshCommand),
     SshUpload(ssh_upload::SshUpload),
+    PoolClaim(pool_claim::PoolClaim),
 }
 
 impl StepKind {
@@ -77,6 +79,7 @@ impl StepKind {
             Self::SshRunScript(s) => s.run(cx).await,
             Self::SshCommand(s) => s.run(cx).await,
             Self::SshUpload(s) => s.run(cx).await,
+            Self::PoolClaim(s) => s.run(cx).await,
         }
     }
 }

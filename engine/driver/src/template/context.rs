@@ -10,14 +10,15 @@
 //! | `run`      | in the run stage: `run.script` (path) and `run.stage` (sub-stage name) |
 //! | `stage`    | the stage's name |
 //! | `executor` | `executor.version` |
+//! | `pool`     | in `provision`: the pool key the VM is made for (`pool.flavor`, ...) and `pool.vm`, an id of the VM's own |
 //! | `trusted`  | gitlab-runner's job payload (`JOB_RESPONSE_FILE`) without its secrets: `trusted.id` (the job id), `trusted.job_info.project_id`, ... A job cannot change these, unlike `job` |
 
 use serde_json::{Map, Value as Json};
 
 use crate::steps::context::RunArgs;
 
-pub const NAMES: [&str; 9] = [
-    "env", "job", "vars", "steps", "state", "run", "stage", "executor", "trusted",
+pub const NAMES: [&str; 10] = [
+    "env", "job", "vars", "steps", "state", "run", "stage", "executor", "trusted", "pool",
 ];
 const JOB_PREFIX: &str = "CUSTOM_ENV_";
 
@@ -28,6 +29,8 @@ pub struct Environment {
     pub job: Map<String, Json>,
     /// The job payload's fields that are not secret.
     pub trusted: Map<String, Json>,
+    /// While provisioning: the pool key and the VM's id (`pool.vm`). Empty otherwise.
+    pub pool: Map<String, Json>,
 }
 
 /// Payload fields that hold secrets (the job token, variables that may be masked, registry
@@ -91,6 +94,7 @@ impl ContextParts<'_> {
             "trusted".into(),
             Json::Object(self.environment.trusted.clone()),
         );
+        m.insert("pool".into(), Json::Object(self.environment.pool.clone()));
         m.insert(
             "executor".into(),
             serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),

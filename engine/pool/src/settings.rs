@@ -1,0 +1,111 @@
+//! The recipe's `pool:` block: which VMs the daemon keeps warm, and the limits it keeps to.
+
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+/// The warm pool. The daemon (`executor pool`) reads it; a job's `pool_claim` step reads
+/// `key`, `socket` and `claim_wait`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSettings {
+    /// What a job may choose about its VM, e.g. `{flavor: "{{ vars.flavor }}", image:
+    /// "{{ vars.image }}"}`: rendered for each job, it picks the warm VMs the job can take.
+    /// The `provision` stage reads it as `pool.<name>`.
+    #[serde(default)]
+    pub key: IndexMap<String, Json>,
+    /// The pool keys kept warm, and how many idle VMs of each.
+    #[serde(default)]
+    pub warm: Vec<WarmKey>,
+    /// At most this many VMs of the daemon's at once, idle plus claimed by jobs still running.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// An idle VM older than this is deleted and replaced, so that jobs get fresh images.
+    #[serde(default = "default_max_idle_age", with = "humantime_serde")]
+    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    pub max_idle_age: Duration,
+    /// Start at most one VM per this interval (the create rate limit).
+    #[serde(default = "default_create_interval", with = "humantime_serde")]
+    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    pub create_interval: Duration,
+    /// While making VMs keeps failing, the pause between attempts doubles up to this.
+    #[serde(default = "default_failure_backoff", with = "humantime_serde")]
+    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    pub failure_backoff: Duration,
+    /// How often idle VMs are checked (one SSH round trip each); dead ones are replaced.
+    #[serde(default = "default_health_interval", with = "humantime_serde")]
+    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    pub health_interval: Duration,
+    /// How long a job's claim waits for the daemon before it provisions its own VM.
+    #[serde(default = "default_claim_wait", with = "humantime_serde")]
+    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    pub claim_wait: Duration,
+    /// What the daemon does with its idle VMs when it stops: `delete` them, or `keep` them
+    /// for the next start to adopt.
+    #[serde(default)]
+    pub on_shutdown: OnShutdown,
+    /// The daemon's socket (default `$XDG_RUNTIME_DIR/executor/pool.sock`, else
+    /// `/tmp/executor-<uid>/pool.sock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    /// Where the daemon keeps each VM's state and key, to adopt them after a restart (default
+    /// `$STATE_DIRECTORY`, else `~/.local/state/executor/pool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    /// Serve Prometheus metrics on this address, e.g. `127.0.0.1:9464`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+}
+
+/// One pool key kept warm.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarmKey {
+    /// The key's values, e.g. `{flavor: m1.small, image: ubuntu-24.04}`.
+    pub key: IndexMap<String, String>,
+    /// Idle VMs to keep ready.
+    #[schemars(range(max = 1000))]
+    pub idle: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnShutdown {
+    /// Delete the idle VMs (nothing is left running without a daemon).
+    #[default]
+    Delete,
+    /// Keep them; the next start adopts those it can still reach.
+    Keep,
+}
+
+fn default_max_instances() -> u32 {
+    10
+}
+fn default_max_idle_age() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_create_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_failure_backoff() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_health_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_claim_wait() -> Duration {
+    Duration::from_secs(3)
+}
+
+impl PoolSettings {
+    /// The socket path this recipe's daemon and jobs meet on.
+    pub fn socket_path(&self) -> std::path::PathBuf {
+        match &self.socket {
+            Some(s) if !s.trim().is_empty() => s.into(),
+            _ => crate::socket::default_socket_path(),
+        }
+    }
+}
