@@ -124,16 +124,48 @@ fn encrypted_key_without_or_with_wrong_passphrase_is_a_key_error_without_key_mat
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_from_environment_variable_authenticates() {
+/// The variable that holds the key text, and one with its public half for the sshd.
+const KEY_VAR: &str = "EXECUTOR_TEST_KEY";
+const PUBLIC_VAR: &str = "EXECUTOR_TEST_KEY_PUBLIC";
+
+/// Tests are threads of one process and must not change its environment, so the variable is
+/// set for a second run of this test binary that runs only the test below.
+#[test]
+fn key_from_environment_variable_authenticates() {
     let dir = tempfile::tempdir().unwrap();
     let path = ssh_keygen(dir.path(), "envkey", &["-t", "ecdsa", "-b", "256"], "");
     let public = std::fs::read_to_string(format!("{}.pub", path.display())).unwrap();
     // CI variables often carry keys with literal "\n" instead of newlines.
     let flattened = std::fs::read_to_string(&path).unwrap().replace('\n', "\\n");
-    let var = format!("EXECUTOR_TEST_KEY_{}", std::process::id());
-    // SAFETY: set once before any thread reads this unique variable.
-    unsafe { std::env::set_var(&var, flattened) };
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "ssh_keys::key_from_environment_variable_in_a_child",
+            "--exact",
+            "--ignored",
+        ])
+        .env(KEY_VAR, flattened)
+        .env(PUBLIC_VAR, public)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(" 1 passed"),
+        "the child ran no test: {stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by key_from_environment_variable_authenticates, which sets the key variables"]
+async fn key_from_environment_variable_in_a_child() {
+    let var = KEY_VAR.to_string();
+    let public =
+        std::env::var(PUBLIC_VAR).expect("started by key_from_environment_variable_authenticates");
     let key = ClientKey::load(&KeySource::Env(var.clone()), None).unwrap();
     let mut config = OpenSshServerConfig::new(vec![public]);
     config.listen = loopback();
