@@ -13,6 +13,7 @@ mod sim_support;
 mod ssh_support;
 mod stage_run;
 
+mod architecture;
 mod book_examples;
 mod book_links;
 mod book_reference;
@@ -32,6 +33,7 @@ mod e2e_recipes;
 mod engine_semantics;
 mod engine_stages;
 mod lint_snapshots;
+mod pool;
 mod runner_cancel;
 mod runner_jobs;
 mod runner_protocol;
