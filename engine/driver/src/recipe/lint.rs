@@ -85,6 +85,8 @@ fn semantic(l: &Document) -> Vec<Problem> {
     }
     // vars may read the ones above them
     let mut defined_vars: HashSet<String> = HashSet::new();
+    // Vars that read the job, directly or through other vars: `provision` may not use them.
+    let mut job_vars: HashSet<String> = HashSet::new();
     let empty = Map::new();
     let vars = l
         .json
@@ -100,12 +102,24 @@ fn semantic(l: &Document) -> Vec<Problem> {
             &pointer,
             &Scope {
                 vars: &defined_vars,
+                job_vars: &job_vars,
                 steps: &[],
                 stage: None,
             },
             &mut problems,
         );
         defined_vars.insert(name.clone());
+        let reads_job = names_in(&t, raw).iter().any(|n| {
+            let mut parts = n.split('.');
+            match (parts.next(), parts.next()) {
+                (Some("job" | "trusted"), _) => true,
+                (Some("vars"), Some(v)) => job_vars.contains(v),
+                _ => false,
+            }
+        });
+        if reads_job {
+            job_vars.insert(name.clone());
+        }
     }
     for block in ["config", "cloud", "ssh"] {
         if let Some(raw) = l.json.get(block) {
@@ -116,6 +130,7 @@ fn semantic(l: &Document) -> Vec<Problem> {
                 &format!("/{block}"),
                 &Scope {
                     vars: &defined_vars,
+                    job_vars: &job_vars,
                     steps: &[],
                     stage: None,
                 },
@@ -131,6 +146,7 @@ fn semantic(l: &Document) -> Vec<Problem> {
             let pointer = format!("/{}/{index}", stage.name());
             let scope = Scope {
                 vars: &stage_vars,
+                job_vars: &job_vars,
                 steps: &earlier,
                 stage: Some(stage),
             };
@@ -166,8 +182,20 @@ fn semantic(l: &Document) -> Vec<Problem> {
     problems
 }
 
+/// Every name a value's templates read, through arrays and maps.
+fn names_in(t: &Templater, v: &Json) -> Vec<String> {
+    match v {
+        Json::String(s) => t.referenced_names(s).unwrap_or_default(),
+        Json::Array(items) => items.iter().flat_map(|i| names_in(t, i)).collect(),
+        Json::Object(map) => map.values().flat_map(|i| names_in(t, i)).collect(),
+        _ => vec![],
+    }
+}
+
 struct Scope<'a> {
     vars: &'a HashSet<String>,
+    /// Vars that read `job` or `trusted`, directly or through other vars.
+    job_vars: &'a HashSet<String>,
     /// Ids of the steps before this one in the same stage.
     steps: &'a [String],
     stage: Option<Stage>,
@@ -268,6 +296,29 @@ fn check_names(
             };
             out.push(p);
             continue;
+        }
+        if scope.stage == Some(Stage::Provision) {
+            let through = match (root, first) {
+                ("job" | "trusted", _) => Some(format!("`{root}`")),
+                ("vars", Some(v)) if scope.job_vars.contains(v) => {
+                    Some(format!("`vars.{v}`, which depends on the job"))
+                }
+                _ => None,
+            };
+            if let Some(through) = through {
+                out.push(
+                    Problem::new(
+                        "job-in-provision",
+                        format!("a `provision` step reads {through}"),
+                        loc,
+                    )
+                    .with_help(
+                        "provision makes VMs before any job exists (the pool daemon runs it); \
+                         read what a job may choose from `pool.<key>`, set by `pool.key`",
+                    ),
+                );
+                continue;
+            }
         }
         match (root, first) {
             ("vars", Some(v)) if !scope.vars.contains(v) => {
