@@ -396,6 +396,7 @@ async fn the_reaper_finds_and_deletes_orphans_by_the_real_services_timestamps() 
         &me.runner,
         Duration::ZERO,
         false,
+        false,
         &CleanupPolicy::default(),
     )
     .await

@@ -34,6 +34,7 @@ mod engine_semantics;
 mod engine_stages;
 mod lint_snapshots;
 mod pool;
+mod pool_daemon;
 mod render_snapshots;
 mod runner_cancel;
 mod runner_jobs;

@@ -18,7 +18,7 @@ use serde_json::{Map, Value as Json};
 use executor_cloud::backend::Cloud;
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 use executor_cloud::keypair::job_keypair_name;
-use executor_cloud::ownership::{META_JOB, META_PROJECT, Ownership, created_at};
+use executor_cloud::ownership::{META_JOB, META_PROJECT, Ownership, POOL_PROJECT, created_at};
 use executor_cloud::reaper::{
     Leftover, list_runner_servers, orphaned_floating_ips, orphaned_keypairs,
 };
@@ -45,6 +45,9 @@ Which servers are reaped:
   executor-<owner>-<project id>-<job id>) that no server of ours still uses, and floating IPs
   with our marker that are associated with nothing. A runner killed between importing the key
   and creating the server leaves such a key pair; a server deleted by hand leaves such an IP.
+  Idle VMs of a warm pool (metadata project `pool`) are spared while their daemon runs on
+  this host (it holds a lock in its state directory); once it is gone they are reaped like
+  any other server.
 
 Run it regularly, e.g. from a systemd timer on the runner host:
   # /etc/systemd/system/executor-gc.service
@@ -151,6 +154,7 @@ pub async fn reap(
     owner: &str,
     older_than: Duration,
     dry_run: bool,
+    spare_pool: bool,
     policy: &CleanupPolicy,
 ) -> Result<Vec<Reaped>, CloudError> {
     let now = SystemTime::now();
@@ -165,7 +169,9 @@ pub async fn reap(
         };
         // The name is derived from the owner, so a site's static key pair never matches it.
         let keypair_name = job_keypair_name(&ownership);
-        let Some(reason) = is_over(&server, older_than, now) else {
+        // A live pool daemon looks after its own idle VMs (it replaces them by age itself).
+        let spared = spare_pool && ownership.project == POOL_PROJECT;
+        let Some(reason) = is_over(&server, older_than, now).filter(|_| !spared) else {
             in_use.insert(keypair_name);
             continue;
         };
@@ -245,6 +251,12 @@ fn run_inner(recipes: &[PathBuf], args: &GcArgs) -> Result<i32, GcError> {
     })?;
     let settings = cloud_settings(&loaded, &Environment::from_process())?;
     let owner = settings.owner.clone().unwrap_or_else(|| "executor".into());
+    // Only a daemon on this host can be asked; run gc where the daemon runs.
+    let spare_pool = loaded
+        .recipe
+        .pool
+        .as_ref()
+        .is_some_and(|p| executor_pool::daemon_alive(&p.state_root()));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -256,6 +268,7 @@ fn run_inner(recipes: &[PathBuf], args: &GcArgs) -> Result<i32, GcError> {
             &owner,
             args.older_than,
             args.dry_run,
+            spare_pool,
             &CleanupPolicy::default(),
         )
         .await

@@ -57,6 +57,7 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
             return exit.system_failure;
         }
     };
+    let started = std::time::Instant::now();
     let outcome = runtime.block_on(async {
         let cancel = CancellationToken::new();
         cancel_on_signals(cancel.clone());
@@ -89,9 +90,11 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
         if stage == Stage::Config {
             return print_config(&interp, &vars, &state, &log);
         }
-        interp
+        let outcome = interp
             .run_stage(stage, &mut state, vars, run.as_ref())
-            .await
+            .await;
+        report_to_pool(&loaded, stage, run.as_ref(), started, outcome).await;
+        outcome
     });
     exit.exit_code(outcome)
 }
@@ -129,6 +132,36 @@ fn print_config(
         return Outcome::SystemFailure;
     }
     Outcome::Success
+}
+
+/// Tells the recipe's pool daemon, when one runs, how this stage went (its
+/// `executor_stage_duration_seconds`). Best effort and brief: it never fails or holds up a stage.
+async fn report_to_pool(
+    loaded: &executor_driver::recipe::LoadedRecipe,
+    stage: Stage,
+    run: Option<&RunArgs>,
+    started: std::time::Instant,
+    outcome: Outcome,
+) {
+    let Some(pool) = &loaded.recipe.pool else {
+        return;
+    };
+    let report = executor_pool::Report {
+        stage: run.map_or_else(|| stage.name().to_string(), |r| r.stage.clone()),
+        seconds: started.elapsed().as_secs_f64(),
+        outcome: match outcome {
+            Outcome::Success => "success",
+            Outcome::BuildFailure(_) => "build_failure",
+            Outcome::SystemFailure => "system_failure",
+        }
+        .into(),
+    };
+    let _ = executor_pool::report(
+        &pool.socket_path(),
+        report,
+        std::time::Duration::from_millis(300),
+    )
+    .await;
 }
 
 /// gitlab-runner sends SIGTERM to the whole process group on cancel or timeout.

@@ -27,7 +27,7 @@ use executor_foundation::job_log::JobLog;
 use executor_foundation::job_state::JobState;
 use executor_foundation::redact::Redactor;
 use executor_foundation::stage::Stage;
-use executor_pool::{OnShutdown, PoolSettings};
+use executor_pool::{DaemonLock, OnShutdown, PoolSettings};
 
 use super::metrics::{Metrics, VmLabels};
 use super::vm::{Phase, Vm};
@@ -50,6 +50,8 @@ pub struct Daemon {
     pub log: JobLog,
     pub stop: CancellationToken,
     pacing: Mutex<Pacing>,
+    /// Held while the daemon lives: `executor gc` spares a live daemon's idle VMs.
+    _lock: DaemonLock,
 }
 
 /// The create rate limit and the backoff while making VMs keeps failing.
@@ -136,12 +138,13 @@ impl Daemon {
                 .await
                 .map_err(|e| e.to_string())?,
         );
-        let root = state_root(&settings);
+        let root = settings.state_root();
         std::fs::create_dir_all(&root)
             .and_then(|_| {
                 std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             })
             .map_err(|e| format!("cannot make the state directory {}: {e}", root.display()))?;
+        let lock = DaemonLock::acquire(&root).map_err(|e| e.to_string())?;
         drop(interp);
         let daemon = Arc::new(Daemon {
             loaded,
@@ -159,6 +162,7 @@ impl Daemon {
                 next_create: Instant::now(),
                 failures_in_a_row: 0,
             }),
+            _lock: lock,
         });
         daemon.adopt_leftovers().await;
         Ok(daemon)
@@ -687,19 +691,6 @@ fn warm_key(w: &executor_pool::WarmKey) -> Map<String, Json> {
         .iter()
         .map(|(k, v)| (k.clone(), Json::String(v.clone())))
         .collect()
-}
-
-fn state_root(settings: &PoolSettings) -> PathBuf {
-    if let Some(dir) = settings.state_dir.as_ref().filter(|d| !d.trim().is_empty()) {
-        return dir.into();
-    }
-    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("pool");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/tmp".into());
-    home.join(".local/state/executor/pool")
 }
 
 /// systemd and container runtimes stop a service with SIGTERM; Ctrl-C sends SIGINT.

@@ -6,11 +6,13 @@
 //! itself lives with the commands, because it runs the recipe's `provision` stage.
 
 mod client;
+mod liveness;
 mod protocol;
 mod settings;
 mod socket;
 
 pub use client::{ClaimError, claim, report, status};
+pub use liveness::{DaemonLock, daemon_alive};
 pub use protocol::{Claim, Claimed, Owner, Reply, Report, Request};
 pub use settings::{OnShutdown, PoolSettings, WarmKey};
 pub use socket::{bind_private, default_socket_path};

@@ -101,6 +101,23 @@ fn default_claim_wait() -> Duration {
 }
 
 impl PoolSettings {
+    /// Where the daemon keeps its VMs' states and keys: `state_dir`, else
+    /// `$STATE_DIRECTORY/pool` (systemd's StateDirectory=), else
+    /// `~/.local/state/executor/pool`.
+    pub fn state_root(&self) -> std::path::PathBuf {
+        use std::path::PathBuf;
+        if let Some(dir) = self.state_dir.as_ref().filter(|d| !d.trim().is_empty()) {
+            return dir.into();
+        }
+        if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir).join("pool");
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/tmp".into());
+        home.join(".local/state/executor/pool")
+    }
+
     /// The socket path this recipe's daemon and jobs meet on.
     pub fn socket_path(&self) -> std::path::PathBuf {
         match &self.socket {

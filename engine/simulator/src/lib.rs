@@ -227,6 +227,24 @@ impl SimCloud {
         self.shared.ssh.port(server_id)
     }
 
+    /// A server's metadata, `None` once it is gone.
+    pub fn server_metadata(&self, server_id: &str) -> Option<indexmap::IndexMap<String, String>> {
+        self.shared
+            .store()
+            .servers
+            .get(server_id)
+            .map(|s| s.metadata.clone())
+    }
+
+    /// The guest of a server dies, as a crashed VM does: Nova shows it SHUTOFF and its SSH
+    /// endpoint goes away.
+    pub fn crash(&self, server_id: &str) {
+        if let Some(s) = self.shared.store().servers.get_mut(server_id) {
+            s.status = store::ServerStatus::Shutoff;
+        }
+        self.shared.ssh.stop(server_id);
+    }
+
     /// Ids of the servers that exist now (any status), oldest first.
     pub fn server_ids(&self) -> Vec<String> {
         self.shared.store().servers.keys().cloned().collect()

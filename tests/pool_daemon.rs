@@ -1,0 +1,372 @@
+//! `executor pool` as a site runs it, against the in-process simulated cloud: adoption after a
+//! SIGKILL, claims that go to exactly one job, health checks, gc next to a live and a dead
+//! daemon, and a real Prometheus server scraping the metrics.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use executor_pool::{Claim, Owner};
+use serde_json::{Map, Value as Json, json};
+
+use crate::e2e_support::{Cloud, driver, repo};
+
+const OWNER: &str = "pool-test";
+
+/// A site override of recipes/pooled.yaml: `idle` warm VMs of the simulator's default flavor
+/// and image, socket and state in the test's directory.
+fn override_recipe(cloud: &Cloud, idle: u32, extra: &str) -> PathBuf {
+    let dir = cloud.dir.path();
+    let path = dir.join("site.yaml");
+    let text = format!(
+        "version: 1\nextends: {base}\npool:\n  warm:\n    - key: {{flavor: m1.small, image: ubuntu-24.04}}\n      idle: {idle}\n  socket: {sock}\n  state_dir: {state}\n  create_interval: 100ms\n  failure_backoff: 2s\n{extra}",
+        base = repo().join("recipes/pooled.yaml").display(),
+        sock = socket(dir).display(),
+        state = dir.join("pool-state").display(),
+    );
+    std::fs::write(&path, text).expect("write override");
+    path
+}
+
+fn socket(dir: &Path) -> PathBuf {
+    dir.join("run").join("pool.sock")
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(cloud: &Cloud, recipe: &Path) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(cloud.dir.path().join("daemon.log"))
+            .expect("daemon log");
+        let child = Command::new(driver())
+            .arg("--recipe")
+            .arg(recipe)
+            .arg("pool")
+            .envs(cloud.service_env(OWNER))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("executor pool starts");
+        Daemon { child }
+    }
+
+    fn signal(&mut self, sig: i32) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..600 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the daemon did not exit within a minute");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn daemon_log(cloud: &Cloud) -> String {
+    std::fs::read_to_string(cloud.dir.path().join("daemon.log")).unwrap_or_default()
+}
+
+async fn wait_idle(cloud: &Cloud, want: u32) {
+    for _ in 0..600 {
+        if let Ok((idle, _)) =
+            executor_pool::status(&socket(cloud.dir.path()), Duration::from_secs(1)).await
+            && idle >= want
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never {want} idle VMs; daemon log:\n{}", daemon_log(cloud));
+}
+
+fn key() -> Map<String, Json> {
+    let Json::Object(m) = json!({"flavor": "m1.small", "image": "ubuntu-24.04"}) else {
+        unreachable!()
+    };
+    m
+}
+
+fn claim_for(job: u32) -> Claim {
+    Claim {
+        key: key(),
+        owner: Owner {
+            runner: OWNER.into(),
+            project: "7".into(),
+            job: job.to_string(),
+        },
+    }
+}
+
+fn server_ids(cloud: &Cloud) -> HashSet<String> {
+    cloud.sim.server_ids().into_iter().collect()
+}
+
+fn gc(cloud: &Cloud, recipe: &Path) -> String {
+    let out = Command::new(driver())
+        .arg("--recipe")
+        .arg(recipe)
+        .args(["gc", "--older-than", "0s"])
+        .envs(cloud.service_env(OWNER))
+        .output()
+        .expect("gc runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_daemon_is_adopted_on_restart_and_claimed_vms_stay_with_their_jobs() {
+    let cloud = Cloud::start().await;
+    let recipe = override_recipe(&cloud, 2, "");
+    let mut daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 2).await;
+    let claimed = executor_pool::claim(
+        &socket(cloud.dir.path()),
+        claim_for(41),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("a hit");
+    let claimed_id = claimed.state["server_id"].as_str().unwrap().to_string();
+    let meta = cloud
+        .sim
+        .server_metadata(&claimed_id)
+        .expect("claimed server exists");
+    assert_eq!(meta["executor:job"], "41", "{meta:?}");
+    assert_eq!(meta["executor:project"], "7", "{meta:?}");
+    assert!(claimed.private_key.contains("PRIVATE KEY"));
+    wait_idle(&cloud, 2).await;
+    let before = server_ids(&cloud);
+    assert_eq!(before.len(), 3, "two idle and the claimed one");
+
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit().await;
+    let mut daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 2).await;
+    assert_eq!(
+        server_ids(&cloud),
+        before,
+        "the restart adopted the idle VMs and made none"
+    );
+    assert!(
+        daemon_log(&cloud).contains("adopted idle VM"),
+        "{}",
+        daemon_log(&cloud)
+    );
+
+    // SIGTERM with the default on_shutdown: delete the idle VMs, never the job's.
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait_exit().await.success());
+    let left = server_ids(&cloud);
+    assert_eq!(
+        left,
+        HashSet::from([claimed_id.clone()]),
+        "{}",
+        daemon_log(&cloud)
+    );
+    assert_eq!(
+        cloud.sim.server_metadata(&claimed_id).unwrap()["executor:job"],
+        "41"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_get_distinct_vms_and_a_miss_once_the_pool_is_empty() {
+    let cloud = Cloud::start().await;
+    // No refill during the burst: creates are paced an hour apart after the first ones.
+    let recipe = override_recipe(&cloud, 4, "  max_instances: 4\n");
+    let _daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 4).await;
+    let sock = socket(cloud.dir.path());
+    let claims = (0..10).map(|job| {
+        let sock = sock.clone();
+        tokio::spawn(async move {
+            executor_pool::claim(&sock, claim_for(100 + job), Duration::from_secs(30)).await
+        })
+    });
+    let mut hits = vec![];
+    let mut misses = 0;
+    for c in claims {
+        match c.await.unwrap() {
+            Ok(vm) => hits.push(vm.state["server_id"].as_str().unwrap().to_string()),
+            Err(executor_pool::ClaimError::Miss(_)) => misses += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let distinct: HashSet<_> = hits.iter().collect();
+    assert_eq!(hits.len(), 4, "{hits:?}");
+    assert_eq!(distinct.len(), 4, "a VM went to two jobs: {hits:?}");
+    assert_eq!(misses, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_vm_that_dies_is_replaced_and_never_handed_out() {
+    let cloud = Cloud::start().await;
+    let recipe = override_recipe(&cloud, 1, "  health_interval: 1s\n");
+    let _daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 1).await;
+    let dead: Vec<String> = cloud.sim.server_ids();
+    assert_eq!(dead.len(), 1);
+    cloud.sim.crash(&dead[0]);
+    // Either the health check or the claim's re-check finds it dead; a job never gets it.
+    for _ in 0..300 {
+        let ids = server_ids(&cloud);
+        if !ids.contains(&dead[0]) && ids.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_idle(&cloud, 1).await;
+    let vm = executor_pool::claim(
+        &socket(cloud.dir.path()),
+        claim_for(7),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("the replacement");
+    assert_ne!(vm.state["server_id"].as_str().unwrap(), dead[0]);
+    assert!(
+        daemon_log(&cloud).contains("health check"),
+        "{}",
+        daemon_log(&cloud)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_spares_a_live_daemons_idle_vms_and_reaps_them_once_it_is_gone() {
+    let cloud = Cloud::start().await;
+    let recipe = override_recipe(&cloud, 2, "  on_shutdown: keep\n");
+    let mut daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 2).await;
+    let out = gc(&cloud, &recipe);
+    assert!(out.contains("0 server(s)"), "{out}");
+    assert_eq!(server_ids(&cloud).len(), 2);
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit().await;
+    let out = gc(&cloud, &recipe);
+    assert!(out.contains("2 server(s)"), "{out}");
+    for _ in 0..100 {
+        if cloud.sim.counts().servers == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cloud.sim.counts().servers, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_the_pool_metrics() {
+    let Some(prometheus) = which("prometheus") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus is not installed; .ci/setup installs it"
+        );
+        eprintln!("SKIPPED: prometheus is not installed (apt-get install prometheus)");
+        return;
+    };
+    let cloud = Cloud::start().await;
+    let metrics_port = free_port();
+    let recipe = override_recipe(&cloud, 1, &format!("  metrics: 127.0.0.1:{metrics_port}\n"));
+    let _daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 1).await;
+    let _ = executor_pool::claim(
+        &socket(cloud.dir.path()),
+        claim_for(5),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("a hit");
+
+    let dir = cloud.dir.path().join("prometheus");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: executor-pool\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+        ),
+    )
+    .unwrap();
+    let web_port = free_port();
+    let mut prom = Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let http = reqwest::Client::new();
+    let mut found = Json::Null;
+    for _ in 0..300 {
+        let reply = http
+            .get(format!("http://127.0.0.1:{web_port}/api/v1/query"))
+            .query(&[("query", "executor_pool_claims_total{result=\"hit\"}")])
+            .send()
+            .await;
+        if let Ok(r) = reply
+            && let Ok(body) = r.json::<Json>().await
+            && body["data"]["result"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        {
+            found = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let value = &found["data"]["result"][0]["value"][1];
+    assert_eq!(value, "1", "Prometheus saw one hit: {found}");
+    let text = http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "executor_pool_vms{",
+        "executor_pool_time_to_ready_seconds_bucket",
+        "executor_pool_api_requests_total",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
