@@ -14,6 +14,7 @@ mod ssh_support;
 mod stage_run;
 
 mod architecture;
+mod architecture;
 mod book_examples;
 mod book_links;
 mod book_reference;
