@@ -370,3 +370,58 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_period_that_covers_now_sets_the_idle_count() {
+    let cloud = Cloud::start().await;
+    let path = cloud.dir.path().join("periods.yaml");
+    let base = override_recipe(&cloud, 0, "");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nextends: {}\npool:\n  warm:\n    - key: {{flavor: m1.small, image: ubuntu-24.04}}\n      idle: 0\n      periods:\n        - {{from: \"00:00\", to: \"24:00\", timezone: Europe/Berlin, idle: 2}}\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let _daemon = Daemon::start(&cloud, &path);
+    wait_idle(&cloud, 2).await;
+    assert_eq!(cloud.sim.counts().servers, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provision_that_always_fails_backs_off_and_counts_its_reason() {
+    let cloud = Cloud::start().await;
+    let metrics_port = free_port();
+    let base = override_recipe(
+        &cloud,
+        1,
+        &format!("  failure_backoff: 1s\n  metrics: 127.0.0.1:{metrics_port}\n"),
+    );
+    // A readiness check that never passes: every VM is made, found wanting and deleted.
+    let path = cloud.dir.path().join("broken.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nextends: {}\ninsert:\n  - after: host_key_check\n    steps:\n      - id: never_ready\n        kind: fail\n        message: not today\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let _daemon = Daemon::start(&cloud, &path);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let log = daemon_log(&cloud);
+    let attempts = log.matches("could not be made ready").count();
+    // 100 ms apart without backoff would be ~60; doubling to 1 s allows about 8.
+    assert!((2..=10).contains(&attempts), "{attempts} attempts:\n{log}");
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("executor_pool_failures_total{reason=\"never_ready_other\"}"),
+        "{text}"
+    );
+}

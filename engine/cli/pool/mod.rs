@@ -5,9 +5,12 @@
 //! It sits with the commands because it drives the interpreter; what jobs share with it (the
 //! `pool:` settings, the claim protocol) is the `executor_pool` crate.
 
+mod adoption;
 mod claims;
 mod daemon;
+mod keeper;
 mod metrics;
+mod provisioner;
 mod vm;
 
 pub use daemon::{PoolArgs, run};

@@ -66,9 +66,19 @@ pub struct PoolSettings {
 pub struct WarmKey {
     /// The key's values, e.g. `{flavor: m1.small, image: ubuntu-24.04}`.
     pub key: IndexMap<String, String>,
-    /// Idle VMs to keep ready.
+    /// Idle VMs to keep ready, outside the periods below.
     #[schemars(range(max = 1000))]
     pub idle: u32,
+    /// Periods with another idle count (office hours, nights); the last that matches wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<crate::schedule::Period>,
+}
+
+impl WarmKey {
+    /// The idle count that holds now.
+    pub fn idle_now(&self) -> u32 {
+        crate::schedule::idle_at(self.idle, &self.periods, jiff::Timestamp::now())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -124,6 +124,19 @@ impl Interpreter<'_> {
         vars: Map<String, Json>,
         run: Option<&RunArgs>,
     ) -> Outcome {
+        self.run_stage_explained(stage, state, vars, run).await.0
+    }
+
+    /// [`run_stage`](Self::run_stage), also naming the step that failed the stage and how
+    /// (the pool daemon's failure metrics).
+    pub async fn run_stage_explained(
+        &self,
+        stage: Stage,
+        state: &mut JobState,
+        vars: Map<String, Json>,
+        run: Option<&RunArgs>,
+    ) -> (Outcome, Option<(String, ErrorClass)>) {
+        let mut first_failure: Option<(String, ErrorClass)> = None;
         let mut vars = vars;
         let mut outputs = Map::new();
         let mut failure: Option<Outcome> = None;
@@ -176,6 +189,7 @@ impl Interpreter<'_> {
                                 ));
                             }
                             failure.get_or_insert(o);
+                            first_failure.get_or_insert((spec.id().to_string(), e.class));
                         }
                     }
                 }
@@ -185,7 +199,7 @@ impl Interpreter<'_> {
             self.log.error(&format!("{stage} stage cancelled"));
             failure = Some(Outcome::SystemFailure);
         }
-        failure.unwrap_or(Outcome::Success)
+        (failure.unwrap_or(Outcome::Success), first_failure)
     }
 
     /// Runs the recipe's `provision` steps for this job, with `pool` set to the job's rendered
