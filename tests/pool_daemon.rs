@@ -20,7 +20,7 @@ fn override_recipe(cloud: &Cloud, idle: u32, extra: &str) -> PathBuf {
     let dir = cloud.dir.path();
     let path = dir.join("site.yaml");
     let text = format!(
-        "version: 1\nextends: {base}\npool:\n  warm:\n    - key: {{flavor: m1.small, image: ubuntu-24.04}}\n      idle: {idle}\n  socket: {sock}\n  state_dir: {state}\n  create_interval: 100ms\n  failure_backoff: 2s\n{extra}",
+        "version: 1\nextends: {base}\npool:\n  warm:\n    - key: {{flavor: m1.small, image: ubuntu-24.04}}\n      idle: {idle}\n  socket: {sock}\n  state_dir: {state}\n  create_interval: 100ms\n  failure_backoff: 1s\n{extra}",
         base = repo().join("recipes/pooled.yaml").display(),
         sock = socket(dir).display(),
         state = dir.join("pool-state").display(),
@@ -393,11 +393,7 @@ async fn a_period_that_covers_now_sets_the_idle_count() {
 async fn a_provision_that_always_fails_backs_off_and_counts_its_reason() {
     let cloud = Cloud::start().await;
     let metrics_port = free_port();
-    let base = override_recipe(
-        &cloud,
-        1,
-        &format!("  failure_backoff: 1s\n  metrics: 127.0.0.1:{metrics_port}\n"),
-    );
+    let base = override_recipe(&cloud, 1, &format!("  metrics: 127.0.0.1:{metrics_port}\n"));
     // A readiness check that never passes: every VM is made, found wanting and deleted.
     let path = cloud.dir.path().join("broken.yaml");
     std::fs::write(

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value as Json;
 
+use executor_cloud::keypair::job_keypair_name;
 use executor_cloud::ownership::{META_JOB, META_PROJECT, POOL_PROJECT};
 use executor_cloud::reaper::list_runner_servers;
 use executor_foundation::job_state::JobState;
@@ -83,9 +84,31 @@ impl Daemon {
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if !seen.contains(&name) {
+                if e.path().is_dir() && !seen.contains(&name) {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
+            }
+        }
+        self.delete_orphaned_keypairs(&seen).await;
+    }
+
+    /// Key pairs of VMs that never got a server: the daemon died between importing the key
+    /// and creating the server. Named after the pool's ownership, so only this runner's pool
+    /// key pairs can match.
+    async fn delete_orphaned_keypairs(&self, servers: &HashSet<String>) {
+        let prefix = job_keypair_name(&self.pool_owner(""));
+        let Ok(names) = self.cloud.list_keypair_names().await else {
+            return;
+        };
+        for name in names {
+            let Some(vm) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            if !servers.contains(vm) {
+                self.log.info(&format!(
+                    "deleting key pair {name} of a VM that never booted"
+                ));
+                let _ = self.cloud.delete_keypair(&name).await;
             }
         }
     }

@@ -288,7 +288,6 @@ impl Daemon {
             self.metrics.api_requests.inc_by(sent - counted);
         }
     }
-
 }
 
 pub(super) fn warm_key(w: &executor_pool::WarmKey) -> Map<String, Json> {

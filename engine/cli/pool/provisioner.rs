@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
+use executor_cloud::keypair::job_keypair_name;
 use executor_cloud::ownership::{Ownership, POOL_PROJECT};
 use executor_driver::interpreter::Interpreter;
 use executor_driver::steps::Services;
@@ -173,27 +174,27 @@ impl Daemon {
         }
     }
 
-    /// Deletes a VM of the pool's (server, key pair) and forgets its directory.
+    /// The ownership of a VM no job has claimed: the pool's, with the VM's id as the job.
+    pub(super) fn pool_owner(&self, vm: &str) -> Ownership {
+        Ownership {
+            runner: self.runner.clone(),
+            project: POOL_PROJECT.into(),
+            job: vm.to_string(),
+        }
+    }
+
+    /// Deletes a VM of the pool's (server, key pair) and forgets its directory. Without a
+    /// state (a daemon killed early) the key pair is found by the name the pool gives it.
     pub async fn delete(&self, vm: &Vm) {
+        let owner = self.pool_owner(&vm.id);
+        let text = |key: &str| vm.state.get(key).and_then(Json::as_str).map(str::to_string);
         let target = CleanupTarget {
-            owner: Ownership {
-                runner: self.runner.clone(),
-                project: POOL_PROJECT.into(),
-                job: vm.id.clone(),
-            },
             server_id: vm.server_id().map(str::to_string),
-            server_name: vm
-                .state
-                .get("server_name")
-                .and_then(Json::as_str)
-                .map(str::to_string),
+            server_name: text("server_name"),
             floating_ip_ids: vec![],
-            keypair_name: vm
-                .state
-                .get(STATE_KEYPAIR)
-                .and_then(Json::as_str)
-                .map(str::to_string),
+            keypair_name: text(STATE_KEYPAIR).or_else(|| Some(job_keypair_name(&owner))),
             volume_ids: vec![],
+            owner,
         };
         if let Err(e) = cleanup(self.cloud.as_ref(), &target, &CleanupPolicy::default()).await {
             self.metrics.failure("delete");
