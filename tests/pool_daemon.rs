@@ -421,3 +421,82 @@ async fn a_provision_that_always_fails_backs_off_and_counts_its_reason() {
         "{text}"
     );
 }
+
+/// The pool's chaos run: jobs keep arriving while the daemon is SIGKILLed and restarted, idle
+/// VMs die and the API answers 503s. No job may fail because of the pool, no VM may serve two
+/// jobs, and after the daemon stops and `executor gc` runs, the cloud holds nothing.
+/// `EXECUTOR_POOL_CHAOS_JOBS` (default 40) sets the number of jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_chaos_no_job_fails_because_of_the_pool_and_nothing_leaks() {
+    use gitlab_runner_standin::{Job, JobStatus, RunOptions, Runner};
+
+    let jobs: usize = std::env::var("EXECUTOR_POOL_CHAOS_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let cloud = Cloud::start_with(|o| o.instance_quota = 1000).await;
+    let recipe = override_recipe(&cloud, 4, "  max_instances: 40\n  health_interval: 1s\n");
+    let mut daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 4).await;
+    let runner = Runner::new(cloud.runner_config(&[recipe.clone()], OWNER));
+    let work = {
+        let runner = runner.clone();
+        tokio::spawn(async move {
+            let all = (0..jobs).map(|_| Job::from_script("uname -a")).collect();
+            runner.run_jobs(all, 8, RunOptions::default()).await
+        })
+    };
+    // The faults, while the jobs run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit().await;
+    cloud.sim.faults().http_errors(503, 3, executor_simulator::Scope::any());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut daemon = Daemon::start(&cloud, &recipe);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for id in cloud.sim.server_ids() {
+        let pooled = cloud
+            .sim
+            .server_metadata(&id)
+            .is_some_and(|m| m.get("executor:project").map(String::as_str) == Some("pool"));
+        if pooled {
+            cloud.sim.crash(&id);
+            break;
+        }
+    }
+    let results = work.await.expect("jobs ran");
+
+    assert_eq!(results.len(), jobs);
+    for r in &results {
+        assert_eq!(r.status, JobStatus::Success, "{}", crate::e2e_support::explain(r));
+    }
+    let claimed: Vec<String> = results.iter().flat_map(|r| claimed_names(&r.job_log)).collect();
+    let distinct: HashSet<&String> = claimed.iter().collect();
+    assert_eq!(distinct.len(), claimed.len(), "a VM served two jobs: {claimed:?}");
+    assert!(!claimed.is_empty(), "no job was served from the pool");
+
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait_exit().await.success(), "{}", daemon_log(&cloud));
+    let out = gc(&cloud, &recipe);
+    let counts = crate::e2e_support::settled_counts(&cloud.sim).await;
+    assert_eq!(
+        crate::e2e_support::leaked(&counts),
+        0,
+        "{}\ngc: {out}\ndaemon log:\n{}",
+        crate::e2e_support::describe(&counts),
+        daemon_log(&cloud)
+    );
+    eprintln!(
+        "pool chaos: {jobs} jobs, {} served warm, gc: {}",
+        claimed.len(),
+        out.lines().last().unwrap_or_default()
+    );
+}
+
+fn claimed_names(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.split("claimed warm VM ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
