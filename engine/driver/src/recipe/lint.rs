@@ -11,6 +11,7 @@ use serde_json::Value as Json;
 
 use crate::recipe::loader::{self, Document};
 use crate::recipe::problem::{Problem, Problems};
+use crate::recipe::step_spec::COMMON_KEYS;
 use crate::template::Templater;
 use crate::template::context::NAMES;
 use executor_foundation::stage::Stage;
@@ -35,16 +36,6 @@ pub fn lint(paths: &[PathBuf]) -> Problems {
         list,
     }
 }
-
-const COMMON_KEYS: [&str; 7] = [
-    "id",
-    "kind",
-    "when",
-    "retry",
-    "timeout",
-    "on_failure",
-    "always",
-];
 
 /// (stage, index, step mapping) of every step in the document.
 fn steps(doc: &Document) -> Vec<(Stage, usize, &Map<String, Json>)> {
@@ -164,7 +155,7 @@ fn semantic(l: &Document) -> Vec<Problem> {
             }
             for (key, value) in step
                 .iter()
-                .filter(|(k, _)| !COMMON_KEYS.contains(&k.as_str()))
+                .filter(|(k, _)| *k != "kind" && !COMMON_KEYS.contains(&k.as_str()))
             {
                 let p = format!("{pointer}/{}", crate::template::escape_pointer(key));
                 check_templates(&t, l, value, &p, &scope, &mut problems);

@@ -96,7 +96,9 @@ impl StepSpec {
     }
 }
 
-const COMMON_KEYS: [&str; 7] = [
+/// The keys every step may carry whatever its kind: they go to `StepCommon`, the rest of the
+/// mapping (but `kind`) is the kind's arguments. Lint needs the same split.
+pub(crate) const COMMON_KEYS: [&str; 7] = [
     "id",
     "when",
     "retry",
