@@ -13,8 +13,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Map, Value as Json};
-
 use executor_cloud::backend::Cloud;
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 use executor_cloud::keypair::job_keypair_name;
@@ -25,12 +23,10 @@ use executor_cloud::reaper::{
 use executor_cloud::server::Server;
 use executor_cloud::settings::CloudSettings;
 use executor_cloud::{CloudError, OpenStack};
+use executor_driver::interpreter::render_block_outside_job;
 use executor_driver::recipe::loader::{self, LoadedRecipe};
 use executor_driver::steps::cloud_glue::settings_of;
-use executor_driver::template::Templater;
-use executor_driver::template::context::{ContextParts, Environment};
-use executor_foundation::job_state::JobState;
-use executor_foundation::stage::Stage;
+use executor_driver::template::context::Environment;
 
 const AFTER_HELP: &str = "\
 Which servers are reaped:
@@ -315,38 +311,17 @@ pub fn cloud_settings(
     loaded: &LoadedRecipe,
     environment: &Environment,
 ) -> Result<CloudSettings, GcError> {
-    let templater = Templater::new();
-    let state = JobState::in_memory(Map::new());
-    let empty = Map::new();
-    let mut vars = Map::new();
-    let context = |vars: &Map<String, Json>| {
-        ContextParts {
-            environment,
-            vars,
-            steps: &empty,
-            state: state.values(),
-            run: None,
-            stage: Stage::Cleanup.name(),
-        }
-        .to_value()
-    };
-    for (name, raw) in &loaded.recipe.vars {
-        if let Ok(value) = templater.render_value(raw, &context(&vars)) {
-            vars.insert(name.clone(), value);
-        }
-    }
-    let Some(raw) = loaded.json.get("cloud") else {
-        return Ok(CloudSettings::default());
-    };
-    let rendered = templater
-        .render_value(raw, &context(&vars))
-        .map_err(|(inner, e)| {
+    let rendered =
+        render_block_outside_job(loaded, environment, "cloud").map_err(|(inner, e)| {
             GcError::CloudBlock(format!(
                 "the recipe's `cloud{inner}` block needs what only a job has: {}",
                 e.message
             ))
         })?;
-    settings_of(rendered).map_err(|e| GcError::CloudBlock(e.message))
+    match rendered {
+        None => Ok(CloudSettings::default()),
+        Some(rendered) => settings_of(rendered).map_err(|e| GcError::CloudBlock(e.message)),
+    }
 }
 
 #[cfg(test)]

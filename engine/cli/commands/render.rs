@@ -12,8 +12,6 @@ use executor_driver::interpreter::Interpreter;
 use executor_driver::recipe::diagnostics;
 use executor_driver::recipe::loader;
 use executor_driver::steps::context::RunArgs;
-use executor_driver::steps::services::Services;
-use executor_driver::template::Templater;
 use executor_driver::template::context::{ContextParts, Environment};
 use executor_foundation::job_log::JobLog;
 use executor_foundation::job_state::JobState;
@@ -58,19 +56,9 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
         eprintln!("unknown stage `{stage_name}`: use config, prepare, run or cleanup");
         return 2;
     };
-    let templater = Templater::new();
-    let services = Services::default();
     let log = JobLog::memory(redactor.clone());
     let exit = executor_foundation::exit_codes::ExitCodes::from_lookup(|_| None);
-    let interp = Interpreter {
-        loaded: &loaded,
-        templater: &templater,
-        environment: &environment,
-        services: &services,
-        log: &log,
-        exit: &exit,
-        cancel: Default::default(),
-    };
+    let interp = Interpreter::new(&loaded, &environment, &log, &exit, Default::default());
     let state = JobState::in_memory(Map::new());
     let run = (stage == Stage::Run).then(|| RunArgs {
         script: PathBuf::from("/tmp/custom-executor/script/script"),
@@ -116,7 +104,7 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
             _ => Map::new(),
         };
         for (name, raw) in fields {
-            match templater.render_value(&raw, &value) {
+            match interp.templater.render_value(&raw, &value) {
                 Ok(v) => {
                     entry.insert(name, v);
                 }

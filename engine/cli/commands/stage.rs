@@ -12,8 +12,6 @@ use executor_driver::recipe::deferred::Deferred;
 use executor_driver::recipe::diagnostics;
 use executor_driver::recipe::loader;
 use executor_driver::steps::context::RunArgs;
-use executor_driver::steps::services::Services;
-use executor_driver::template::Templater;
 use executor_driver::template::context::Environment;
 use executor_foundation::exit_codes::{ExitCodes, Outcome};
 use executor_foundation::job_log::JobLog;
@@ -69,17 +67,7 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
             }
         };
         let environment = Environment::from_process();
-        let templater = Templater::new();
-        let services = Services::default();
-        let interp = Interpreter {
-            loaded: &loaded,
-            templater: &templater,
-            environment: &environment,
-            services: &services,
-            log: &log,
-            exit: &exit,
-            cancel,
-        };
+        let interp = Interpreter::new(&loaded, &environment, &log, &exit, cancel);
         let vars = match interp.evaluate_vars(&state, run.as_ref(), stage) {
             Ok(v) => v,
             Err(e) => {

@@ -14,9 +14,7 @@ use executor_cloud::backend::Cloud;
 use executor_driver::interpreter::Interpreter;
 use executor_driver::recipe::LoadedRecipe;
 use executor_driver::recipe::{diagnostics, loader};
-use executor_driver::steps::Services;
 use executor_driver::steps::cloud_glue::settings_of;
-use executor_driver::template::Templater;
 use executor_driver::template::context::Environment;
 use executor_foundation::exit_codes::ExitCodes;
 use executor_foundation::job_log::JobLog;
@@ -34,7 +32,6 @@ pub struct PoolArgs {}
 
 pub struct Daemon {
     pub loaded: LoadedRecipe,
-    pub templater: Templater,
     pub settings: PoolSettings,
     pub runner: String,
     pub cloud: Arc<dyn Cloud>,
@@ -109,19 +106,9 @@ impl Daemon {
         settings: PoolSettings,
         log: JobLog,
     ) -> Result<Arc<Daemon>, String> {
-        let templater = Templater::new();
         let environment = Environment::from_process();
-        let services = Services::default();
         let exit = ExitCodes::from_lookup(|_| None);
-        let interp = Interpreter {
-            loaded: &loaded,
-            templater: &templater,
-            environment: &environment,
-            services: &services,
-            log: &log,
-            exit: &exit,
-            cancel: CancellationToken::new(),
-        };
+        let interp = Interpreter::new(&loaded, &environment, &log, &exit, CancellationToken::new());
         let state = JobState::in_memory(Map::new());
         let vars = interp
             .evaluate_vars(&state, None, Stage::Provision)
@@ -150,7 +137,6 @@ impl Daemon {
         drop(interp);
         let daemon = Arc::new(Daemon {
             loaded,
-            templater,
             settings,
             runner,
             cloud,

@@ -11,7 +11,6 @@ use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 use executor_cloud::keypair::job_keypair_name;
 use executor_cloud::ownership::{Ownership, POOL_PROJECT};
 use executor_driver::interpreter::Interpreter;
-use executor_driver::steps::Services;
 use executor_driver::steps::cloud_glue::STATE_KEYPAIR;
 use executor_driver::steps::ssh_connection::{STATE_KEY_FILE, SshConnectionArgs};
 use executor_driver::template::context::Environment;
@@ -88,9 +87,8 @@ impl Daemon {
             }
         };
         let environment = self.environment(vm);
-        let services = Services::default();
         let exit = ExitCodes::from_lookup(|_| None);
-        let interp = self.interpreter(&environment, &services, &exit);
+        let interp = self.interpreter(&environment, &exit);
         let vars = match interp.evaluate_vars(&state, None, Stage::Provision) {
             Ok(v) => v,
             Err(e) => {
@@ -117,26 +115,22 @@ impl Daemon {
     pub(super) fn interpreter<'a>(
         &'a self,
         environment: &'a Environment,
-        services: &'a Services,
         exit: &'a ExitCodes,
     ) -> Interpreter<'a> {
-        Interpreter {
-            loaded: &self.loaded,
-            templater: &self.templater,
+        Interpreter::new(
+            &self.loaded,
             environment,
-            services,
-            log: &self.log,
+            &self.log,
             exit,
-            cancel: self.stop.child_token(),
-        }
+            self.stop.child_token(),
+        )
     }
 
     /// One SSH round trip to `vm` with its key and pinned host key: is it still there?
     pub async fn alive(&self, vm: &Vm) -> Result<(), String> {
         let environment = self.environment(vm);
-        let services = Services::default();
         let exit = ExitCodes::from_lookup(|_| None);
-        let interp = self.interpreter(&environment, &services, &exit);
+        let interp = self.interpreter(&environment, &exit);
         let state = JobState::in_memory(vm.state.clone());
         let vars = interp
             .evaluate_vars(&state, None, Stage::Provision)

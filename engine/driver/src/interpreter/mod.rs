@@ -2,6 +2,7 @@
 //! what a failure means. It knows steps only as `StepKind::run`; back ends are the steps' own
 //! business.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json};
@@ -22,17 +23,23 @@ use executor_foundation::job_log::JobLog;
 use executor_foundation::job_state::JobState;
 use executor_foundation::stage::Stage;
 
+mod outside_job;
+
+pub use outside_job::render_block_outside_job;
+
 /// Back-end settings blocks, rendered for each step with what earlier steps found.
 const SETTINGS_BLOCKS: [&str; 3] = ["cloud", "ssh", "pool"];
 
 pub struct Interpreter<'a> {
     pub loaded: &'a LoadedRecipe,
-    pub templater: &'a Templater,
-    pub environment: &'a Environment,
-    pub services: &'a Services,
-    pub log: &'a JobLog,
-    pub exit: &'a ExitCodes,
-    pub cancel: CancellationToken,
+    pub templater: Templater,
+    environment: &'a Environment,
+    /// Shared with the interpreter that runs `provision` inline for a job, so that both use
+    /// one cloud connection.
+    services: Arc<Services>,
+    log: &'a JobLog,
+    exit: &'a ExitCodes,
+    cancel: CancellationToken,
 }
 
 /// A recipe error found while running: a template that fails, arguments that do not fit.
@@ -42,7 +49,27 @@ pub struct RecipeError {
     pub message: String,
 }
 
-impl Interpreter<'_> {
+impl<'a> Interpreter<'a> {
+    /// An interpreter with its own templater, and back ends that start on a step's first use
+    /// (a stage that never talks to the cloud never authenticates).
+    pub fn new(
+        loaded: &'a LoadedRecipe,
+        environment: &'a Environment,
+        log: &'a JobLog,
+        exit: &'a ExitCodes,
+        cancel: CancellationToken,
+    ) -> Self {
+        Interpreter {
+            loaded,
+            templater: Templater::new(),
+            environment,
+            services: Arc::default(),
+            log,
+            exit,
+            cancel,
+        }
+    }
+
     /// `file:line:col` of a JSON pointer into the merged recipe.
     pub fn locate(&self, pointer: &str) -> String {
         match self.loaded.spans.value_loc(pointer) {
@@ -68,28 +95,18 @@ impl Interpreter<'_> {
         run: Option<&RunArgs>,
         stage: Stage,
     ) -> Result<Map<String, Json>, RecipeError> {
-        let mut vars = Map::new();
-        let empty = Map::new();
-        for (name, raw) in &self.loaded.recipe.vars {
-            let ctx = ContextParts {
-                environment: self.environment,
-                vars: &vars,
-                steps: &empty,
-                state: state.values(),
-                run,
-                stage: stage.name(),
-            }
-            .to_value();
-            let pointer = format!("/vars/{}", crate::template::escape_pointer(name));
-            let value = self
-                .templater
-                .render_value(raw, &ctx)
-                .map_err(|(inner, e)| {
-                    self.template_error(&format!("{pointer}{inner}"), &format!("var `{name}`"), &e)
-                })?;
-            vars.insert(name.clone(), value);
-        }
-        Ok(vars)
+        evaluate_vars_in_order(
+            &self.templater,
+            self.environment,
+            self.loaded,
+            state,
+            run,
+            stage,
+            |name, inner, e| {
+                let pointer = format!("/vars/{}{inner}", crate::template::escape_pointer(name));
+                Err(self.template_error(&pointer, &format!("var `{name}`"), &e))
+            },
+        )
     }
 
     /// Render a top-level block (`config`, `cloud`, `ssh`) with vars and state.
@@ -101,16 +118,7 @@ impl Interpreter<'_> {
         state: &JobState,
         stage: Stage,
     ) -> Result<Json, RecipeError> {
-        let empty = Map::new();
-        let ctx = ContextParts {
-            environment: self.environment,
-            vars,
-            steps: &empty,
-            state: state.values(),
-            run: None,
-            stage: stage.name(),
-        }
-        .to_value();
+        let ctx = block_context(self.environment, vars, state, stage);
         self.templater
             .render_value(raw, &ctx)
             .map_err(|(inner, e)| self.template_error(&format!("/{name}{inner}"), name, &e))
@@ -224,9 +232,13 @@ impl Interpreter<'_> {
             ..self.environment.clone()
         };
         let inline = Interpreter {
+            loaded: self.loaded,
+            templater: Templater::new(),
             environment: &environment,
+            services: self.services.clone(),
+            log: self.log,
+            exit: self.exit,
             cancel: self.cancel.clone(),
-            ..*self
         };
         // Vars are evaluated again: they may read `pool`, which only now has the VM's id.
         let vars = match inline.evaluate_vars(state, run, Stage::Provision) {
@@ -342,7 +354,7 @@ impl Interpreter<'_> {
                 let mut cx = StepContext {
                     step_id: spec.id(),
                     stage,
-                    services: self.services,
+                    services: &self.services,
                     state,
                     vars,
                     job: &self.environment.job,
@@ -414,6 +426,59 @@ impl Interpreter<'_> {
 pub fn new_vm_id() -> String {
     let n: u64 = rand::random();
     format!("{:012x}", n & 0xffff_ffff_ffff)
+}
+
+/// Evaluates the recipe's `vars` in order, each seeing the ones above it. A var that fails to
+/// render goes to `failed` (with its name and the pointer inside it), which either ends the
+/// evaluation with an error or lets it go on without that var.
+fn evaluate_vars_in_order<E>(
+    templater: &Templater,
+    environment: &Environment,
+    loaded: &LoadedRecipe,
+    state: &JobState,
+    run: Option<&RunArgs>,
+    stage: Stage,
+    mut failed: impl FnMut(&str, String, TemplateError) -> Result<(), E>,
+) -> Result<Map<String, Json>, E> {
+    let mut vars = Map::new();
+    let empty = Map::new();
+    for (name, raw) in &loaded.recipe.vars {
+        let ctx = ContextParts {
+            environment,
+            vars: &vars,
+            steps: &empty,
+            state: state.values(),
+            run,
+            stage: stage.name(),
+        }
+        .to_value();
+        match templater.render_value(raw, &ctx) {
+            Ok(value) => {
+                vars.insert(name.clone(), value);
+            }
+            Err((inner, e)) => failed(name, inner, e)?,
+        }
+    }
+    Ok(vars)
+}
+
+/// What a top-level block (`config`, `cloud`, `ssh`) sees: vars and state, but no step outputs
+/// and no `run`.
+fn block_context(
+    environment: &Environment,
+    vars: &Map<String, Json>,
+    state: &JobState,
+    stage: Stage,
+) -> minijinja::Value {
+    ContextParts {
+        environment,
+        vars,
+        steps: &Map::new(),
+        state: state.values(),
+        run: None,
+        stage: stage.name(),
+    }
+    .to_value()
 }
 
 async fn with_timeout<T>(
