@@ -40,6 +40,7 @@ mod http_error;
 mod keystone;
 mod neutron;
 mod nova;
+mod nova_create_request;
 mod nova_keypairs;
 mod nova_servers;
 pub mod openssh_server;

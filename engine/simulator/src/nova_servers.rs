@@ -17,8 +17,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use base64::Engine;
-use indexmap::IndexMap;
 use russh::keys::PrivateKey;
 use russh::keys::ssh_key::Algorithm;
 use serde_json::{Value, json};
@@ -27,6 +25,7 @@ use super::console_log;
 use super::faults::Service;
 use super::http_error::error;
 use super::nova::Microversion;
+use super::nova_create_request::{CreateRequest, Nic, Rejection, Resolved, as_bool};
 use super::shared::Shared;
 use super::ssh_endpoints::EndpointSpec;
 use super::store::{Fault, Server, ServerStatus, Store, Volume, new_uuid};
@@ -329,10 +328,6 @@ async fn show(
     }
 }
 
-fn last_segment(r: &str) -> &str {
-    r.trim_end_matches('/').rsplit('/').next().unwrap_or(r)
-}
-
 fn mac_for(ip: Ipv4Addr) -> String {
     let o = ip.octets();
     format!("fa:16:3e:{:02x}:{:02x}:{:02x}", o[1], o[2], o[3])
@@ -410,319 +405,120 @@ pub fn cloud_config_power_off(user_data: &str) -> Option<u64> {
     }
 }
 
-struct Nic {
-    network_id: String,
-    port_id: Option<String>,
-    fixed_ip: Option<Ipv4Addr>,
-}
-
-fn as_bool(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::String(s) => matches!(s.to_ascii_lowercase().as_str(), "true" | "1" | "yes"),
-        _ => false,
-    }
-}
-
 async fn create(
     State(sh): S,
     Extension(mv): Extension<Microversion>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let Some(Json(body)) = body else {
-        return bad("Malformed request body");
+    let request = match CreateRequest::parse(body, mv) {
+        Ok(r) => r,
+        Err(rejection) => return rejection.into_response(),
     };
-    let b = &body["server"];
-    if !b.is_object() {
-        return bad(
-            "Invalid input for field/attribute server. Value: None. 'server' is a required property",
-        );
-    }
-    let Some(name) = b["name"]
-        .as_str()
-        .filter(|n| !n.is_empty() && n.len() <= 255)
-    else {
-        return bad(
-            "Invalid input for field/attribute server. Value: None. 'name' is a required property",
-        );
-    };
-    let Some(flavor_ref) = b["flavorRef"].as_str().map(last_segment) else {
-        return bad(
-            "Invalid input for field/attribute server. Value: None. 'flavorRef' is a required property",
-        );
-    };
-    let bdms: Vec<Value> = b["block_device_mapping_v2"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let image_ref = b["imageRef"]
-        .as_str()
-        .map(last_segment)
-        .unwrap_or("")
-        .to_string();
-    let user_data = match b["user_data"].as_str() {
-        None => None,
-        Some(enc) => match base64::engine::general_purpose::STANDARD.decode(enc.trim()) {
-            Ok(raw) => Some(String::from_utf8_lossy(&raw).into_owned()),
-            Err(_) => return bad("User data needs to be valid base 64."),
-        },
-    };
-    let mut metadata = IndexMap::new();
-    if let Some(m) = b["metadata"].as_object() {
-        for (k, v) in m {
-            let Some(v) = v.as_str() else {
-                return bad(&format!(
-                    "Invalid input for field/attribute metadata. Value: {v}. {v} is not of type 'string'"
-                ));
-            };
-            metadata.insert(k.clone(), v.to_string());
-        }
-    }
-    let tags: Vec<String> = b["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.as_str().map(str::to_string))
-        .collect();
-    if !tags.is_empty() && !mv.at_least(52) {
-        return bad(
-            "Invalid input for field/attribute server. Additional properties are not allowed ('tags' was unexpected)",
-        );
-    }
-    let hints = body
-        .get("os:scheduler_hints")
-        .or_else(|| body.get("OS-SCH-HNT:scheduler_hints"))
-        .cloned()
-        .unwrap_or(Value::Null);
-
     let host_key = match PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519) {
         Ok(k) => Arc::new(k),
         Err(_) => return error(Service::Compute, 500, "Host key generation failed."),
     };
+    // Drawn before the store checks: a request they reject still uses up an injected failure.
     let fails = sh.faults().next_create_fails();
 
     let mut st = sh.store();
-    if st.flavor(flavor_ref).is_none() {
-        return bad(&format!("Flavor {flavor_ref} could not be found."));
-    }
-    let boot_from_volume = bdms
-        .iter()
-        .any(|d| d["boot_index"].as_i64() == Some(0) || d["boot_index"].as_str() == Some("0"));
-    if image_ref.is_empty() && !boot_from_volume {
-        return bad(
-            "Block Device Mapping is Invalid: Boot sequence for the instance and image/block device mapping combination is not valid.",
-        );
-    }
-    if !image_ref.is_empty() && st.image(&image_ref).is_none() {
-        return bad(&format!("Image {image_ref} could not be found."));
-    }
-    for d in &bdms {
-        if d["source_type"] == "image"
-            && let Some(uuid) = d["uuid"].as_str()
-            && st.image(uuid).is_none()
-        {
-            return bad(&format!("Image {uuid} could not be found."));
-        }
-    }
-    let key_name = b["key_name"].as_str().map(str::to_string);
-    if let Some(k) = &key_name
-        && !st.keypairs.contains_key(k)
-    {
-        return bad("Invalid key_name provided.");
-    }
-    // Security groups by name or id; Nova reports them by name.
-    let mut sg_names = vec![];
-    let mut sg_ids = vec![];
-    let requested: Vec<String> = match b["security_groups"].as_array() {
-        Some(a) => a
-            .iter()
-            .filter_map(|g| g["name"].as_str().map(str::to_string))
-            .collect(),
-        None => vec!["default".into()],
+    let resolved = match request.resolve(&st, mv) {
+        Ok(r) => r,
+        Err(rejection) => return rejection.into_response(),
     };
-    for want in &requested {
-        let found = st
-            .security_groups
-            .values()
-            .find(|g| g["id"] == want.as_str() || g["name"] == want.as_str());
-        match found {
-            Some(g) => {
-                sg_names.push(g["name"].as_str().unwrap_or_default().to_string());
-                sg_ids.push(g["id"].as_str().unwrap_or_default().to_string());
-            }
-            None => {
-                return bad(&format!(
-                    "Security group {want} not found for project {}.",
-                    st.project_id
-                ));
-            }
-        }
-    }
-    // Networks.
-    let mut nics = vec![];
-    match &b["networks"] {
-        Value::Array(list) => {
-            for n in list {
-                if let Some(port) = n["port"].as_str() {
-                    let Some(p) = st.ports.get(port) else {
-                        return bad(&format!("Port id {port} could not be found."));
-                    };
-                    if p["device_id"].as_str().is_some_and(|d| !d.is_empty()) {
-                        return error(
-                            Service::Compute,
-                            409,
-                            &format!("Port {port} is still in use."),
-                        );
-                    }
-                    nics.push(Nic {
-                        network_id: p["network_id"].as_str().unwrap_or_default().to_string(),
-                        port_id: Some(port.to_string()),
-                        fixed_ip: None,
-                    });
-                    continue;
-                }
-                let Some(uuid) = n["uuid"].as_str() else {
-                    return bad("Bad networks format: network uuid is not in proper format");
-                };
-                if !st.networks.contains_key(uuid) {
-                    return bad(&format!("Network {uuid} could not be found."));
-                }
-                let fixed_ip = match n["fixed_ip"].as_str() {
-                    None => None,
-                    Some(ip) => match ip.parse::<Ipv4Addr>() {
-                        Ok(a) => Some(a),
-                        Err(_) => {
-                            return bad(&format!(
-                                "Invalid input for field/attribute fixed_ip. Value: {ip}. '{ip}' is not a 'ipv4'"
-                            ));
-                        }
-                    },
-                };
-                nics.push(Nic {
-                    network_id: uuid.to_string(),
-                    port_id: None,
-                    fixed_ip,
-                });
-            }
-        }
-        Value::String(s) if s == "none" => {}
-        Value::Null if mv.at_least(37) => {
-            return bad(
-                "Invalid input for field/attribute server. Value: None. 'networks' is a required property",
-            );
-        }
-        _ => {
-            let usable: Vec<&Value> = st
-                .networks
-                .values()
-                .filter(|n| n["router:external"] != true)
-                .collect();
-            match usable.as_slice() {
-                [one] => nics.push(Nic {
-                    network_id: one["id"].as_str().unwrap_or_default().to_string(),
-                    port_id: None,
-                    fixed_ip: None,
-                }),
-                [] => return bad("No valid network found"),
-                _ => {
-                    return error(
-                        Service::Compute,
-                        409,
-                        "Multiple possible networks found, use a Network ID to be more specific.",
-                    );
-                }
-            }
-        }
-    }
-    let group = hints["group"].as_str().map(str::to_string);
-    if let Some(g) = &group
-        && !st.server_groups.contains_key(g)
-    {
-        return bad(&format!(
-            "Invalid input for field/attribute group. Value: {g}. Instance group {g} could not be found."
-        ));
-    }
-    let used = st
-        .servers
-        .values()
-        .filter(|s| s.status != ServerStatus::Deleted)
-        .count();
-    if used >= st.instance_quota {
-        return error(
-            Service::Compute,
-            403,
-            &format!(
-                "Quota exceeded for instances: Requested 1, but already used {used} of {} instances",
-                st.instance_quota
-            ),
-        );
-    }
-
-    // All checks passed: allocate.
     let id = new_uuid();
+    let port_ids = match allocate_ports(&mut st, &resolved.nics, &resolved.sg_ids) {
+        Ok(p) => p,
+        Err(rejection) => return rejection.into_response(),
+    };
+    attach_ports(&mut st, &port_ids, &id);
+    let volumes = create_volumes(&mut st, &request.block_devices);
+    if let Some(g) = &request.server_group {
+        join_server_group(&mut st, g, &id);
+    }
+    let server = new_server(&id, request, &resolved, volumes, host_key);
+    st.servers.insert(id.clone(), server);
+    drop(st);
+
+    tokio::spawn(life_cycle(sh.clone(), id.clone(), fails));
+    accepted(&sh.base_url, &id, &resolved.sg_names)
+}
+
+/// A new port for each NIC that does not name an existing one, and the ids of all the NICs'
+/// ports. On failure the ports made so far are removed again.
+fn allocate_ports(
+    st: &mut Store,
+    nics: &[Nic],
+    sg_ids: &[String],
+) -> Result<Vec<String>, Rejection> {
     let mut port_ids = vec![];
-    for nic in &nics {
+    for nic in nics {
         if let Some(pid) = &nic.port_id {
             port_ids.push(pid.clone());
             continue;
         }
-        let (subnet, ip) = match nic.fixed_ip {
-            Some(ip) => {
-                if st.ip_in_use(ip) {
-                    rollback_ports(&mut st, &port_ids);
-                    return bad(&format!(
-                        "Fixed IP address {ip} is already in use on network {}.",
-                        nic.network_id
-                    ));
-                }
-                match st.subnet_for_ip(&nic.network_id, ip) {
-                    Some(sub) => (sub, ip),
-                    None => {
-                        rollback_ports(&mut st, &port_ids);
-                        return bad(&format!(
-                            "Fixed IP address {ip} is not valid on network {}.",
-                            nic.network_id
-                        ));
-                    }
-                }
-            }
-            None => {
-                let Some(sub) = st.first_subnet_of(&nic.network_id) else {
-                    rollback_ports(&mut st, &port_ids);
-                    return bad(&format!(
-                        "Network {} requires a subnet in order to boot instances on.",
-                        nic.network_id
-                    ));
-                };
-                let Some(ip) = st.allocate_ip(&sub) else {
-                    rollback_ports(&mut st, &port_ids);
-                    return error(
-                        Service::Compute,
-                        409,
-                        &format!(
-                            "No more IP addresses available on network {}.",
-                            nic.network_id
-                        ),
-                    );
-                };
-                (sub, ip)
+        let (subnet, ip) = match address_for(st, nic) {
+            Ok(found) => found,
+            Err(rejection) => {
+                rollback_ports(st, &port_ids);
+                return Err(rejection);
             }
         };
-        let port = port_doc(&st, &nic.network_id, &subnet, ip, "", sg_ids.clone());
+        let port = port_doc(st, &nic.network_id, &subnet, ip, "", sg_ids.to_vec());
         let pid = port["id"].as_str().unwrap_or_default().to_string();
         st.ports.insert(pid.clone(), port);
         st.nova_ports.insert(pid.clone());
         port_ids.push(pid);
     }
-    for pid in &port_ids {
+    Ok(port_ids)
+}
+
+/// The subnet and address of a new port: the requested fixed IP if it is free and valid on
+/// the network, else the next free address of the network's first subnet.
+fn address_for(st: &mut Store, nic: &Nic) -> Result<(String, Ipv4Addr), Rejection> {
+    let network = &nic.network_id;
+    if let Some(ip) = nic.fixed_ip {
+        if st.ip_in_use(ip) {
+            return Err(Rejection::bad(format!(
+                "Fixed IP address {ip} is already in use on network {network}."
+            )));
+        }
+        return match st.subnet_for_ip(network, ip) {
+            Some(sub) => Ok((sub, ip)),
+            None => Err(Rejection::bad(format!(
+                "Fixed IP address {ip} is not valid on network {network}."
+            ))),
+        };
+    }
+    let Some(sub) = st.first_subnet_of(network) else {
+        return Err(Rejection::bad(format!(
+            "Network {network} requires a subnet in order to boot instances on."
+        )));
+    };
+    let Some(ip) = st.allocate_ip(&sub) else {
+        return Err(Rejection::new(
+            409,
+            format!("No more IP addresses available on network {network}."),
+        ));
+    };
+    Ok((sub, ip))
+}
+
+/// The ports now belong to server `id`.
+fn attach_ports(st: &mut Store, port_ids: &[String], id: &str) {
+    for pid in port_ids {
         if let Some(p) = st.ports.get_mut(pid) {
             p["device_id"] = json!(id);
             p["device_owner"] = json!("compute:nova");
             p["status"] = json!("ACTIVE");
         }
     }
+}
+
+/// A volume for each block device mapping whose destination is a volume; their ids.
+fn create_volumes(st: &mut Store, block_devices: &[Value]) -> Vec<String> {
     let mut volumes = vec![];
-    for d in &bdms {
+    for d in block_devices {
         if d["destination_type"] == "volume" {
             let vid = match d["source_type"].as_str() {
                 Some("volume") => d["uuid"]
@@ -740,37 +536,47 @@ async fn create(
             volumes.push(vid);
         }
     }
-    if let Some(g) = &group
-        && let Some(members) = st
-            .server_groups
-            .get_mut(g)
-            .and_then(|x| x["members"].as_array_mut())
+    volumes
+}
+
+fn join_server_group(st: &mut Store, group: &str, id: &str) {
+    if let Some(members) = st
+        .server_groups
+        .get_mut(group)
+        .and_then(|x| x["members"].as_array_mut())
     {
         members.push(json!(id));
     }
+}
+
+/// The server as stored from the start: BUILD, until `life_cycle` moves it on.
+fn new_server(
+    id: &str,
+    request: CreateRequest,
+    resolved: &Resolved,
+    volumes: Vec<String>,
+    host_key: Arc<PrivateKey>,
+) -> Server {
     let now = SystemTime::now();
-    let server = Server {
-        id: id.clone(),
-        name: name.to_string(),
+    Server {
+        id: id.to_string(),
         status: ServerStatus::Build,
-        flavor_id: flavor_ref.to_string(),
-        image_id: if boot_from_volume {
+        image_id: if request.boots_from_volume() {
             String::new()
         } else {
-            image_ref
+            request.image_ref
         },
-        key_name,
-        metadata,
-        tags,
-        user_data,
-        config_drive: as_bool(&b["config_drive"]),
-        availability_zone: b["availability_zone"]
-            .as_str()
-            .unwrap_or("nova")
-            .to_string(),
-        security_groups: sg_names.clone(),
-        description: b["description"].as_str().map(str::to_string),
-        server_groups: group.into_iter().collect(),
+        name: request.name,
+        flavor_id: request.flavor_ref,
+        key_name: request.key_name,
+        metadata: request.metadata,
+        tags: request.tags,
+        user_data: request.user_data,
+        config_drive: request.config_drive,
+        availability_zone: request.availability_zone,
+        security_groups: resolved.sg_names.clone(),
+        description: request.description,
+        server_groups: request.server_group.into_iter().collect(),
         volumes,
         created: now,
         updated: now,
@@ -778,23 +584,20 @@ async fn create(
         fault: None,
         host_key,
         ssh_port: None,
-    };
-    st.servers.insert(id.clone(), server);
-    drop(st);
+    }
+}
 
-    tokio::spawn(life_cycle(sh.clone(), id.clone(), fails));
-
+/// Nova's 202 to a create: the id, links and a generated admin password, with `Location`.
+fn accepted(base_url: &str, id: &str, sg_names: &[String]) -> Response {
     let sgs: Vec<Value> = sg_names.iter().map(|n| json!({"name": n})).collect();
     let mut r = (
         StatusCode::ACCEPTED,
-        Json(
-            json!({"server": {"id": id, "links": links(&sh.base_url, &id),
+        Json(json!({"server": {"id": id, "links": links(base_url, id),
             "OS-DCF:diskConfig": "MANUAL", "security_groups": sgs,
-            "adminPass": uuid::Uuid::new_v4().simple().to_string()[..12].to_string()}}),
-        ),
+            "adminPass": uuid::Uuid::new_v4().simple().to_string()[..12].to_string()}})),
     )
         .into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("{}/compute/v2.1/servers/{id}", sh.base_url)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{base_url}/compute/v2.1/servers/{id}")) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
