@@ -5,6 +5,8 @@
 //! Entry point: [`Runner::new`] with a [`RunnerConfig`], then [`Runner::run_job`] (or
 //! [`Runner::run_job_with`] to cancel it or to mirror its log live) with a [`Job`].
 
+mod ansi;
+mod bash_quoting;
 mod concurrency;
 mod config;
 mod control;
@@ -12,15 +14,15 @@ mod driver_config;
 mod env;
 mod exit;
 mod job;
-mod log;
+mod job_trace;
 mod payload;
 mod process;
 mod project;
 mod result;
+mod run_stage;
+mod runner_log;
 mod script;
-mod shell_escape;
 pub mod simulate;
-mod stage;
 mod stand_in;
 mod variables;
 
@@ -30,9 +32,9 @@ pub use control::{JobControl, StopReason};
 pub use driver_config::{ConfigParseError, DriverConfig};
 pub use exit::StageError;
 pub use job::{Job, JobArtifacts, JobCache, JobFileError, JobVariable, When};
-pub use log::LiveWriter;
+pub use job_trace::LiveWriter;
 pub use result::{JobResult, JobStatus, StageRecord};
-pub use stage::RunStage;
+pub use run_stage::RunStage;
 pub use stand_in::{RunOptions, Runner};
 
 /// Writes a finished job's log and its summary line (for a job that was not mirrored live).

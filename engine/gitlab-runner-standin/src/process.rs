@@ -13,12 +13,13 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::log::{JobLog, RunnerLog};
+use super::job_trace::JobTrace;
+use super::runner_log::RunnerLog;
 
 /// Where one output stream goes.
 #[derive(Clone)]
 pub(crate) enum Sink {
-    Job(JobLog),
+    Trace(JobTrace),
     /// Kept in memory (the config stage's stdout).
     Capture,
     /// The runner log, with the `cleanup_std` field gitlab-runner adds.
@@ -323,7 +324,7 @@ async fn pump(reader: Option<impl AsyncRead + Unpin>, sink: Sink) -> Vec<u8> {
 fn emit(sink: &Sink, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     match sink {
-        Sink::Job(log) => log.write(&text),
+        Sink::Trace(log) => log.write(&text),
         Sink::Capture => {}
         Sink::Runner { log, level, stream } => {
             log.record(format!(

@@ -6,11 +6,11 @@
 //! what a real runner would do, but they keep the real structure (exports, `cd`, notices, the
 //! `gitlab-runner --version` guard).
 
+use super::ansi;
+use super::bash_quoting::{double_quoted, shell_escape};
 use super::job::{Job, JobVariable};
-use super::log::ansi;
 use super::project;
-use super::shell_escape::{double_quoted, shell_escape};
-use super::stage::RunStage;
+use super::run_stage::RunStage;
 use super::variables::lookup;
 
 pub(crate) struct ScriptContext<'a> {

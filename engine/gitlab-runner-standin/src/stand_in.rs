@@ -21,13 +21,14 @@ use super::driver_config::{DriverConfig, startup_line};
 use super::env::{EnvInputs, parent_environment, stage_environment};
 use super::exit::{StageError, map_exit};
 use super::job::{Job, JobVariable};
-use super::log::{JobLog, LiveWriter, RunnerLog};
+use super::job_trace::{JobTrace, LiveWriter};
 use super::payload::{PayloadContext, payload};
 use super::process::{self, Bounds, Ended, Invocation, Sink, StopCause};
 use super::project;
 use super::result::{JobResult, JobStatus, StageRecord};
+use super::run_stage::RunStage;
+use super::runner_log::RunnerLog;
 use super::script::{ScriptContext, script_for};
-use super::stage::RunStage;
 use super::variables::{VariableContext, all_variables, gitlab_variables, lookup, short_token};
 
 /// Plays gitlab-runner's part for one `[[runners]]` entry. Clones share the job-id counter and
@@ -103,7 +104,7 @@ impl Runner {
             .id
             .unwrap_or_else(|| self.next_job_id.fetch_add(1, Ordering::Relaxed));
         let control = opts.control.clone().unwrap_or_default();
-        let log = JobLog::new(self.config.output_limit, opts.live_log.clone());
+        let log = JobTrace::new(self.config.output_limit, opts.live_log.clone());
         let runner_log = RunnerLog::new(opts.runner_log.clone());
         let mut run = JobRun::new(self, job, job_id, control, log, runner_log);
         run.execute().await
@@ -144,7 +145,7 @@ struct JobRun<'a> {
     job_token: SecretString,
     short_token: String,
     control: JobControl,
-    log: JobLog,
+    log: JobTrace,
     runner_log: RunnerLog,
     parent_env: Vec<(String, String)>,
     timeout: Duration,
@@ -164,7 +165,7 @@ impl<'a> JobRun<'a> {
         job: &'a Job,
         job_id: u64,
         control: JobControl,
-        log: JobLog,
+        log: JobTrace,
         runner_log: RunnerLog,
     ) -> Self {
         let cfg: &RunnerConfig = &runner.config;
@@ -467,7 +468,7 @@ impl<'a> JobRun<'a> {
         if let Some(cmd) = self.cfg.config_exec.clone() {
             let env = self.environment(attempt);
             let deadline = Instant::now() + self.cfg.config_exec_timeout;
-            let stderr = Sink::Job(self.log.clone());
+            let stderr = Sink::Trace(self.log.clone());
             let (res, stdout) = self
                 .invoke(
                     attempt,
@@ -491,7 +492,7 @@ impl<'a> JobRun<'a> {
         if let Some(cmd) = self.cfg.prepare_exec.clone() {
             let env = self.environment(attempt);
             let deadline = Instant::now() + self.cfg.prepare_exec_timeout;
-            let (out, err) = (Sink::Job(self.log.clone()), Sink::Job(self.log.clone()));
+            let (out, err) = (Sink::Trace(self.log.clone()), Sink::Trace(self.log.clone()));
             let (res, _) = self
                 .invoke(
                     attempt,
@@ -793,7 +794,7 @@ impl<'a> JobRun<'a> {
         }
         let env = self.environment(attempt);
         let extra = vec![OsString::from(path), OsString::from(stage.driver_name())];
-        let (out, err) = (Sink::Job(self.log.clone()), Sink::Job(self.log.clone()));
+        let (out, err) = (Sink::Trace(self.log.clone()), Sink::Trace(self.log.clone()));
         let (res, _) = self
             .invoke(
                 attempt,

@@ -1,5 +1,7 @@
-//! Bash quoting as gitlab-runner's `helpers.ShellEscape` does it: plain words stay bare, anything
-//! else becomes an ANSI-C `$'...'` string (which is why the generated scripts need bash).
+//! Bash quoting for the scripts the stand-in generates, as gitlab-runner's `helpers.ShellEscape`
+//! does it: plain words stay bare, anything else becomes an ANSI-C `$'...'` string (which is why
+//! the generated scripts need bash). The driver's own POSIX quoting is
+//! `executor_foundation::shell_quote`; this one must match the runner's output instead.
 
 pub(crate) fn shell_escape(s: &str) -> String {
     if s.is_empty() {

@@ -1,28 +1,21 @@
-//! The job log (what GitLab would show) and the runner's own log (where cleanup output goes).
+//! The job trace: gitlab-runner's name for the job log GitLab shows (the driver's own job log,
+//! in `executor_foundation`, is what the driver writes into it).
 //!
-//! The job log masks masked variables, is capped like gitlab-runner's `output_limit`, and can be
-//! mirrored live to a writer. The runner log is never masked, as in gitlab-runner.
+//! It masks masked variables, is capped like gitlab-runner's `output_limit`, and can be mirrored
+//! live to a writer.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A writer the log is mirrored to while the job runs.
+use super::ansi;
+
+/// A writer a log is mirrored to while the job runs.
 pub type LiveWriter = Arc<Mutex<dyn Write + Send>>;
 
 const MASK: &str = "[MASKED]";
 
-/// ANSI sequences gitlab-runner uses in its own lines.
-pub(crate) mod ansi {
-    pub const BOLD_CYAN: &str = "\x1b[36;1m";
-    pub const BOLD_GREEN: &str = "\x1b[32;1m";
-    pub const BOLD_RED: &str = "\x1b[31;1m";
-    pub const YELLOW: &str = "\x1b[0;33m";
-    pub const RESET: &str = "\x1b[0;m";
-    pub const CLEAR: &str = "\x1b[0K";
-}
-
-struct JobLogState {
+struct TraceState {
     text: Vec<u8>,
     /// The job is over: late output of abandoned processes is dropped, as by a finished trace.
     closed: bool,
@@ -33,14 +26,14 @@ struct JobLogState {
 }
 
 #[derive(Clone)]
-pub struct JobLog {
-    state: Arc<Mutex<JobLogState>>,
+pub struct JobTrace {
+    state: Arc<Mutex<TraceState>>,
 }
 
-impl JobLog {
+impl JobTrace {
     pub(crate) fn new(limit: usize, live: Option<LiveWriter>) -> Self {
         Self {
-            state: Arc::new(Mutex::new(JobLogState {
+            state: Arc::new(Mutex::new(TraceState {
                 text: Vec::new(),
                 closed: false,
                 limit,
@@ -60,7 +53,7 @@ impl JobLog {
         self.lock().masks = masks;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, JobLogState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TraceState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -149,40 +142,6 @@ impl JobLog {
     }
 }
 
-/// The runner's own log: cleanup output (`cleanup_std=out` at debug, `=err` at warning).
-#[derive(Clone, Default)]
-pub struct RunnerLog {
-    lines: Arc<Mutex<Vec<String>>>,
-    live: Option<LiveWriter>,
-}
-
-impl RunnerLog {
-    pub(crate) fn new(live: Option<LiveWriter>) -> Self {
-        Self {
-            lines: Arc::default(),
-            live,
-        }
-    }
-
-    pub(crate) fn record(&self, line: String) {
-        if let Some(live) = &self.live {
-            let mut w = live.lock().unwrap_or_else(PoisonError::into_inner);
-            let _ = writeln!(w, "{line}");
-        }
-        self.lines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(line);
-    }
-
-    pub(crate) fn lines(&self) -> Vec<String> {
-        self.lines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -196,7 +155,7 @@ mod tests {
 
     #[test]
     fn masks_and_caps() {
-        let log = JobLog::new(40, None);
+        let log = JobTrace::new(40, None);
         log.set_masks(vec!["s3cr3t-value".into(), "s3cr3t".into()]);
         log.line("token s3cr3t-value and s3cr3t");
         assert_eq!(log.text(), "token [MASKED] and [MASKED]\n");
