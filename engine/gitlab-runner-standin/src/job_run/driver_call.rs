@@ -89,7 +89,27 @@ impl JobRun<'_> {
         if outcome.held_pipes {
             self.held_pipe_stages.push(name.to_owned());
         }
-        let result = match outcome.ended {
+        let result = self.stage_result(name, outcome.ended, attempt, started, deadline);
+        self.stages.push(StageRecord {
+            name: name.to_owned(),
+            attempt: attempt.number,
+            duration: started.elapsed(),
+            error: result.as_ref().err().map(ToString::to_string),
+        });
+        (result, outcome.stdout)
+    }
+
+    /// How the process's end reads as the stage's result: its exit status (and the attempt's
+    /// exit code file), or why it was stopped.
+    fn stage_result(
+        &self,
+        name: &str,
+        ended: Ended,
+        attempt: &Attempt,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<(), StageError> {
+        match ended {
             Ended::Exited(status) => map_exit(status, &attempt.exit_code_file()),
             Ended::StartFailed(m) => Err(StageError::System(m)),
             Ended::Stopped {
@@ -111,13 +131,6 @@ impl JobRun<'_> {
                 Some(StopReason::TimedOut) => "context deadline exceeded".into(),
                 _ => "context canceled".into(),
             })),
-        };
-        self.stages.push(StageRecord {
-            name: name.to_owned(),
-            attempt: attempt.number,
-            duration: started.elapsed(),
-            error: result.as_ref().err().map(ToString::to_string),
-        });
-        (result, outcome.stdout)
+        }
     }
 }
