@@ -57,6 +57,11 @@ async fn gate(
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
+    let user_agent = req
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let route = matched
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| path.clone());
@@ -115,6 +120,7 @@ async fn gate(
         route,
         query,
         status: resp.status().as_u16(),
+        user_agent,
         at: sh.started.elapsed(),
     };
     sh.log().push(record);

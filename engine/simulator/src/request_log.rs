@@ -17,6 +17,9 @@ pub struct RequestRecord {
     pub query: Option<String>,
     /// The status code returned (including injected faults).
     pub status: u16,
+    /// The client's `User-Agent`, which tells who sent it (the driver names its stage there:
+    /// `executor/0.1.0 (prepare)`).
+    pub user_agent: Option<String>,
     /// Time since the simulator started.
     pub at: Duration,
 }
