@@ -300,6 +300,7 @@ fn quick() -> CleanupPolicy {
     CleanupPolicy {
         timeout: Duration::from_secs(10),
         interval: Duration::from_millis(5),
+        ..CleanupPolicy::default()
     }
 }
 
@@ -417,6 +418,7 @@ async fn cleanup_waits_until_the_server_is_gone() {
     let policy = CleanupPolicy {
         timeout: Duration::from_millis(50),
         interval: Duration::from_millis(5),
+        ..CleanupPolicy::default()
     };
     let err = cleanup(&fake, &target(&owner("2"), Some("z"), "ci-2"), &policy)
         .await

@@ -58,6 +58,7 @@ fn quick() -> CleanupPolicy {
     CleanupPolicy {
         timeout: Duration::from_secs(30),
         interval: Duration::from_millis(50),
+        ..CleanupPolicy::default()
     }
 }
 

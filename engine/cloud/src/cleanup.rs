@@ -6,6 +6,11 @@
 //! all. We therefore look both by the id in the state and by exact name plus ownership, delete,
 //! and wait until the servers are really gone (bounded), so that the next prepare attempt does
 //! not coexist with a dying server of the same name.
+//!
+//! One listing by exact name finds both in the usual case (the server of the state's id has
+//! that name); the server is asked for by id only when the listing does not show it. Ports are
+//! searched for floating IPs only when one may exist that the state does not name (the
+//! policy says so, or a server shows a floating address).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -14,7 +19,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::backend::Cloud;
-use super::create::find_owned_by_name;
+use super::create::exact_name_filter;
 use super::error::{CloudError, CloudErrorKind};
 use super::ownership::Ownership;
 use super::server::Server;
@@ -43,6 +48,10 @@ pub struct CleanupPolicy {
     pub timeout: Duration,
     /// Pause between checks.
     pub interval: Duration,
+    /// Look on the servers' ports for floating IPs of this job beyond those the target names
+    /// (two requests per server). Needed when a floating IP may have been made whose id was
+    /// never saved; a server that shows a floating address is searched in any case.
+    pub find_floating_ips: bool,
 }
 
 impl Default for CleanupPolicy {
@@ -50,6 +59,7 @@ impl Default for CleanupPolicy {
         CleanupPolicy {
             timeout: Duration::from_secs(180),
             interval: Duration::from_secs(1),
+            find_floating_ips: true,
         }
     }
 }
@@ -93,8 +103,23 @@ pub async fn cleanup(
     let owner = &target.owner;
 
     let mut servers: Vec<Server> = Vec::new();
+    // Nova's name filter is a regex matched as a substring: only the exact name counts.
+    let listed: Option<Vec<Server>> = match &target.server_name {
+        Some(name) => match cloud.list_servers(Some(&exact_name_filter(name))).await {
+            Ok(found) => Some(found.into_iter().filter(|s| &s.name == name).collect()),
+            Err(e) => {
+                note(e, &mut first_error);
+                None
+            }
+        },
+        None => None,
+    };
     if let Some(id) = &target.server_id {
-        match cloud.get_server(id).await {
+        let by_id = match listed.iter().flatten().find(|s| &s.id == id) {
+            Some(s) => Ok(Some(s.clone())),
+            None => cloud.get_server(id).await,
+        };
+        match by_id {
             Ok(Some(s)) if owner.owns(&s.metadata) => servers.push(s),
             Ok(Some(s)) => {
                 tracing::warn!(server = %s.id, "server in the job state lacks this job's ownership metadata; not deleting it");
@@ -104,23 +129,26 @@ pub async fn cleanup(
             Err(e) => note(e, &mut first_error),
         }
     }
-    if let Some(name) = &target.server_name {
-        match find_owned_by_name(cloud, name, owner).await {
-            Ok(found) => {
-                for s in found {
-                    if !servers.iter().any(|x| x.id == s.id) {
-                        servers.push(s);
-                    }
-                }
-            }
-            Err(e) => note(e, &mut first_error),
+    for s in listed.into_iter().flatten() {
+        let already = servers.iter().any(|x| x.id == s.id)
+            || report.servers_refused.iter().any(|id| id == &s.id);
+        if !already && owner.owns(&s.metadata) && s.status != "DELETED" {
+            servers.push(s);
         }
     }
 
     // Floating IPs first: released with the port, they would otherwise linger unassociated.
     let marker = owner.marker();
     let mut fips: BTreeSet<String> = target.floating_ip_ids.iter().cloned().collect();
-    for s in &servers {
+    let shows_floating = |s: &Server| {
+        s.addresses
+            .iter()
+            .any(|a| a.kind == super::server::AddressKind::Floating)
+    };
+    for s in servers
+        .iter()
+        .filter(|s| policy.find_floating_ips || shows_floating(s))
+    {
         match cloud.server_ports(&s.id).await {
             Ok(ports) => {
                 for p in ports {

@@ -1,24 +1,33 @@
-//! Keystone v3 authentication as an osauth `AuthType`.
+//! Keystone v3 authentication and the service catalog.
 //!
 //! Our own rather than osauth's `Password`: that one keeps the password in a plain `String` that
 //! its derived `Debug` prints, cannot refer to users or domains by ID, and its forced refresh is a
 //! no-op while the old token has not expired, so a revoked token (401) could never be replaced.
+//!
+//! A token outlives the process that obtained it: the transport saves it (with its catalog) in
+//! the job state, and the job's next stage process adopts it instead of asking Keystone again,
+//! unless it expires within [`REUSE_MARGIN`] or was made for other credentials. The token's text
+//! is a `SecretString` everywhere but in the request header (marked sensitive) and in the saved
+//! state (a file of mode 0600); no message or `Debug` output of ours contains it.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use async_trait::async_trait;
-use osauth::{AuthType, EndpointFilters, Error as OsError, ErrorKind};
-use reqwest::{Client, RequestBuilder, Url};
+use osauth::{Error as OsError, ErrorKind};
+use reqwest::header::HeaderValue;
+use reqwest::{Client, Url};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::credentials::{AuthMethod, Credentials, IdOrName};
 
 /// Tokens are renewed this long before Keystone says they expire.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
+/// A token an earlier stage saved is not reused this close to its expiry: a stage may run for
+/// a while before its first request, and a fresh token costs one request.
+pub const REUSE_MARGIN: Duration = Duration::from_secs(300);
 
 /// Authenticates against Keystone and finds endpoints in the token's catalog.
 pub struct KeystoneAuth {
@@ -30,21 +39,44 @@ pub struct KeystoneAuth {
 
 struct Token {
     value: SecretString,
+    /// When this process asks for a new one (our monotonic clock).
     renew_at: Instant,
+    /// When Keystone stops accepting it, on our wall clock (Keystone's lifetime applied to the
+    /// moment we asked, so a skewed clock does not matter).
+    valid_until: SystemTime,
     catalog: Vec<CatalogEntry>,
     project_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct CatalogEntry {
+/// A token as saved between the stage processes of one job. `Debug` shows no token.
+#[derive(Clone)]
+pub(crate) struct SavedToken {
+    pub scope: String,
+    pub value: SecretString,
+    pub valid_until: SystemTime,
+    pub catalog: Vec<CatalogEntry>,
+    pub project_id: Option<String>,
+}
+
+impl fmt::Debug for SavedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SavedToken")
+            .field("scope", &self.scope)
+            .field("valid_until", &self.valid_until)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub(crate) struct CatalogEntry {
     #[serde(rename = "type")]
     service_type: String,
     #[serde(default)]
     endpoints: Vec<CatalogEndpoint>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct CatalogEndpoint {
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub(crate) struct CatalogEndpoint {
     interface: String,
     #[serde(default)]
     region: Option<String>,
@@ -124,7 +156,8 @@ impl KeystoneAuth {
         }
     }
 
-    /// How many tokens this process obtained so far (1 in a normal run; 2 after one 401).
+    /// How many tokens this process obtained so far (1 in a normal run; 2 after one 401; 0
+    /// when an earlier stage's token was reused).
     pub fn tokens_issued(&self) -> u64 {
         self.issued.load(Ordering::SeqCst)
     }
@@ -136,6 +169,75 @@ impl KeystoneAuth {
             .await
             .as_ref()
             .and_then(|t| t.project_id.clone())
+    }
+
+    /// Who and where a token is for, without any secret: a saved token is reused only by a
+    /// process whose credentials give the same scope.
+    pub fn scope(&self) -> String {
+        let who = |v: &IdOrName| match v {
+            IdOrName::Id(id) => format!("id:{id}"),
+            IdOrName::Name(name) => format!("name:{name}"),
+        };
+        let opt = |v: &Option<IdOrName>| v.as_ref().map(who).unwrap_or_default();
+        let user = match &self.creds.method {
+            AuthMethod::Password {
+                user, user_domain, ..
+            } => format!("user {} {}", who(user), opt(user_domain)),
+            AuthMethod::ApplicationCredential {
+                credential,
+                user,
+                user_domain,
+                ..
+            } => format!(
+                "appcred {} {} {}",
+                who(credential),
+                opt(user),
+                opt(user_domain)
+            ),
+        };
+        format!(
+            "{} | {} | project {} {} | region {} | {}",
+            self.token_url,
+            user,
+            opt(&self.creds.project),
+            opt(&self.creds.project_domain),
+            self.creds.region.as_deref().unwrap_or(""),
+            self.creds.interface
+        )
+    }
+
+    /// Takes over a token an earlier stage process saved, unless it is too close to its expiry
+    /// (within [`REUSE_MARGIN`]) or was made for other credentials. Returns whether it did.
+    pub(crate) fn adopt(&mut self, saved: SavedToken) -> bool {
+        if saved.scope != self.scope() {
+            return false;
+        }
+        let now = SystemTime::now();
+        let Ok(left) = saved.valid_until.duration_since(now) else {
+            return false;
+        };
+        if left <= REUSE_MARGIN {
+            return false;
+        }
+        *self.token.get_mut() = Some(Token {
+            value: saved.value,
+            renew_at: Instant::now() + left.saturating_sub(EXPIRY_MARGIN),
+            valid_until: saved.valid_until,
+            catalog: saved.catalog,
+            project_id: saved.project_id,
+        });
+        true
+    }
+
+    /// The current token, to be saved for the job's later stage processes.
+    pub(crate) async fn saved(&self) -> Option<SavedToken> {
+        self.token.read().await.as_ref().map(|t| SavedToken {
+            scope: self.scope(),
+            value: t.value.clone(),
+            valid_until: t.valid_until,
+            catalog: t.catalog.clone(),
+            project_id: t.project_id.clone(),
+        })
     }
 
     fn body(&self) -> Value {
@@ -179,6 +281,7 @@ impl KeystoneAuth {
 
     async fn issue(&self, client: &Client) -> Result<Token, OsError> {
         let started = Instant::now();
+        let started_wall = SystemTime::now();
         let response = client
             .post(&self.token_url)
             .json(&self.body())
@@ -254,6 +357,7 @@ impl KeystoneAuth {
         Ok(Token {
             value,
             renew_at: started + lifetime.saturating_sub(EXPIRY_MARGIN),
+            valid_until: started_wall + lifetime,
             catalog: body.token.catalog,
             project_id: body.token.project.map(|p| p.id),
         })
@@ -324,29 +428,26 @@ impl KeystoneAuth {
     }
 }
 
-#[async_trait]
-impl AuthType for KeystoneAuth {
-    async fn authenticate(
-        &self,
-        client: &Client,
-        request: RequestBuilder,
-    ) -> Result<RequestBuilder, OsError> {
+impl KeystoneAuth {
+    /// The `X-Auth-Token` header of a request, authenticating first when there is no usable
+    /// token. Marked sensitive, so that no debug output of reqwest shows it.
+    pub(crate) async fn token_header(&self, client: &Client) -> Result<HeaderValue, OsError> {
         self.ensure(client, false).await?;
         let guard = self.token.read().await;
         let token = guard
             .as_ref()
             .ok_or_else(|| OsError::new(ErrorKind::AuthenticationFailed, "no token"))?;
-        let mut header = reqwest::header::HeaderValue::from_str(token.value.expose_secret())
+        let mut header = HeaderValue::from_str(token.value.expose_secret())
             .map_err(|_| OsError::new(ErrorKind::InvalidResponse, "unusable token"))?;
         header.set_sensitive(true);
-        Ok(request.header("x-auth-token", header))
+        Ok(header)
     }
 
-    async fn get_endpoint(
+    /// The catalog's URL of `service_type` for our interface and region.
+    pub(crate) async fn endpoint(
         &self,
         client: &Client,
         service_type: &str,
-        _filters: &EndpointFilters,
     ) -> Result<Url, OsError> {
         self.ensure(client, false).await?;
         let guard = self.token.read().await;
@@ -356,42 +457,14 @@ impl AuthType for KeystoneAuth {
         self.pick(&token.catalog, service_type)
     }
 
-    async fn refresh(&self, client: &Client) -> Result<(), OsError> {
+    /// Makes sure there is a token, asking Keystone for one only when there is none (or it is
+    /// due for renewal).
+    pub(crate) async fn authenticate(&self, client: &Client) -> Result<(), OsError> {
+        self.ensure(client, false).await
+    }
+
+    /// A new token, whatever the current one: after a 401.
+    pub(crate) async fn reauthenticate(&self, client: &Client) -> Result<(), OsError> {
         self.ensure(client, true).await
-    }
-}
-
-/// A `KeystoneAuth` shared between the osauth session and our transport, which forces a new
-/// token after a 401.
-#[derive(Clone)]
-pub struct SharedAuth(pub std::sync::Arc<KeystoneAuth>);
-
-impl fmt::Debug for SharedAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-#[async_trait]
-impl AuthType for SharedAuth {
-    async fn authenticate(
-        &self,
-        client: &Client,
-        request: RequestBuilder,
-    ) -> Result<RequestBuilder, OsError> {
-        self.0.authenticate(client, request).await
-    }
-
-    async fn get_endpoint(
-        &self,
-        client: &Client,
-        service_type: &str,
-        filters: &EndpointFilters,
-    ) -> Result<Url, OsError> {
-        self.0.get_endpoint(client, service_type, filters).await
-    }
-
-    async fn refresh(&self, client: &Client) -> Result<(), OsError> {
-        self.0.refresh(client).await
     }
 }

@@ -1,8 +1,9 @@
 //! The OpenStack back end.
 //!
 //! `Cloud` (backend.rs) is the small set of operations the steps need; `OpenStack` implements
-//! it over HTTP through osauth's session (the `openstack` crate's session layer), with our own
-//! Keystone authentication, retries and error mapping (transport.rs). The orchestration on top
+//! it over HTTP, with our own Keystone authentication (keystone.rs), endpoints, retries and
+//! error mapping (transport.rs), and the runner host's cache of name lookups
+//! (lookup_cache.rs). The orchestration on top
 //! (create without duplicates, wait for ACTIVE, address choice, floating IPs, key pairs, console
 //! log, cleanup, reaper listing) is written against the trait.
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod floating_ip;
 pub mod keypair;
 pub mod keystone;
+pub mod lookup_cache;
 pub mod openstack;
 pub mod ownership;
 pub mod reaper;

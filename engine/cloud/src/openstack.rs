@@ -1,7 +1,20 @@
 //! `Cloud` over OpenStack's HTTP APIs.
+//!
+//! Besides the requests, three memories that save requests without changing an answer:
+//! - name lookups (flavor, image, network, security group) go through the runner host's
+//!   [`LookupCache`](super::lookup_cache::LookupCache); when a create is refused (400 or 404)
+//!   while it carries an id the cache gave, those entries are dropped, the names looked up
+//!   again and the create sent once more with the fresh ids;
+//! - a key pair this connection imported (or saw) in the last half minute is taken to exist,
+//!   so the create right after the `keypair` step does not ask again (were it deleted in
+//!   between, Nova refuses the create, which fails as the check would);
+//! - an ACTIVE server's document, read while waiting for ACTIVE, is kept a few seconds for
+//!   [`OpenStack::recent_active_server`] (the address step right after the wait reads it
+//!   instead of the server), unless something about the server is changed in between.
 
-use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use osauth::ApiVersion;
@@ -13,12 +26,87 @@ use super::credentials::{EnvLookup, process_env};
 use super::error::{CloudError, CloudErrorKind};
 use super::server::Server;
 use super::settings::CloudSettings;
-use super::transport::{Api, Call, Service};
+use super::transport::{Api, Call, ConnectOptions, Service};
+
+/// How long an ACTIVE server's document may answer the next read of it.
+const FRESH_FOR: Duration = Duration::from_secs(5);
+/// How long a key pair this connection imported or saw is taken to exist.
+const KEYPAIR_KNOWN_FOR: Duration = Duration::from_secs(30);
 
 /// The OpenStack back end: one authenticated connection, shared by every step of a process.
 #[derive(Debug)]
 pub struct OpenStack {
     api: Api,
+    /// Key pairs known to exist (imported or seen by this connection, not deleted since), and
+    /// since when.
+    keypairs: Mutex<HashMap<String, Instant>>,
+    /// The last ACTIVE server document read, when, for one more read of it.
+    fresh: Mutex<Option<(Instant, Server)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Lookup kinds in the cache.
+const FLAVOR: &str = "flavor";
+const IMAGE: &str = "image";
+const NETWORK: &str = "network";
+const SECURITY_GROUP: &str = "security group";
+
+fn named_json(n: &Named) -> Value {
+    json!({ "id": n.id, "name": n.name })
+}
+
+fn named_of(v: &Value) -> Option<Named> {
+    Some(Named {
+        id: v.get("id")?.as_str()?.to_string(),
+        name: v.get("name")?.as_str()?.to_string(),
+    })
+}
+
+/// Replaces `old` by `new` where Nova's create body names a flavor, image, network or
+/// security group by id (and nowhere else: metadata may hold the same text).
+fn replace_id(body: &mut Value, kind: &str, old: &str, new: &str) {
+    let server = &mut body["server"];
+    let swap = |v: &mut Value| {
+        if v.as_str() == Some(old) {
+            *v = json!(new);
+        }
+    };
+    match kind {
+        FLAVOR => swap(&mut server["flavorRef"]),
+        IMAGE => {
+            swap(&mut server["imageRef"]);
+            if let Some(bdms) = server["block_device_mapping_v2"].as_array_mut() {
+                for bdm in bdms {
+                    if bdm["source_type"] == "image" {
+                        swap(&mut bdm["uuid"]);
+                    }
+                }
+            }
+        }
+        NETWORK => {
+            if let Some(nets) = server["networks"].as_array_mut() {
+                for n in nets {
+                    swap(&mut n["uuid"]);
+                }
+            }
+        }
+        SECURITY_GROUP => {
+            if let Some(groups) = server["security_groups"].as_array_mut() {
+                for g in groups {
+                    swap(&mut g["name"]);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a refusal may come from an id that no longer exists.
+fn maybe_stale(e: &CloudError) -> bool {
+    matches!(e.status, Some(400 | 404))
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -93,9 +181,80 @@ impl OpenStack {
         settings: &CloudSettings,
         env: EnvLookup<'_>,
     ) -> Result<OpenStack, CloudError> {
+        Self::connect_with(settings, env, ConnectOptions::default()).await
+    }
+
+    /// Connects starting from what an earlier process of the job saved
+    /// ([`OpenStack::saved_session`]): no token or discovery request when that is still good.
+    pub async fn connect_with(
+        settings: &CloudSettings,
+        env: EnvLookup<'_>,
+        options: ConnectOptions,
+    ) -> Result<OpenStack, CloudError> {
         Ok(OpenStack {
-            api: Api::connect(settings, env).await?,
+            api: Api::connect_with(settings, env, options).await?,
+            keypairs: Mutex::new(HashMap::new()),
+            fresh: Mutex::new(None),
         })
+    }
+
+    /// The token, catalog and discovered APIs, for the job's later stage processes. A secret.
+    pub async fn saved_session(&self) -> Option<Value> {
+        self.api.saved_session().await
+    }
+
+    /// Changes whenever [`saved_session`](Self::saved_session) has something new to say.
+    pub fn session_generation(&self) -> u64 {
+        self.api.session_generation()
+    }
+
+    /// The cached answer to a lookup, if the runner host's cache has a young one.
+    fn cached(&self, kind: &str, name: &str) -> Option<Value> {
+        self.api.lookups().get(kind, name)
+    }
+
+    fn remember(&self, kind: &str, name: &str, value: Value) {
+        self.api.lookups().put(kind, name, value);
+    }
+
+    /// Drops what the cache said about `kind` ids in this process and looks the names up
+    /// afresh; returns (old id, new id) for each that changed.
+    async fn refresh_stale(
+        &self,
+        kinds: &[&str],
+    ) -> Result<Vec<(String, String, String)>, CloudError> {
+        let mut changed = Vec::new();
+        for served in self.api.lookups().served() {
+            if !kinds.contains(&served.kind.as_str()) {
+                continue;
+            }
+            self.api.lookups().forget(&served.kind, &served.name);
+            let fresh = match served.kind.as_str() {
+                FLAVOR => self.resolve_flavor(&served.name).await?.id,
+                IMAGE => self.resolve_image(&served.name).await?.id,
+                NETWORK => self.resolve_network(&served.name).await?.named.id,
+                SECURITY_GROUP => self.resolve_security_group(&served.name).await?.id,
+                _ => continue,
+            };
+            tracing::info!(kind = %served.kind, name = %served.name, "a cached id was stale; looked up again");
+            if fresh != served.id {
+                changed.push((served.kind, served.id, fresh));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The ACTIVE document of server `id` that this connection read within the last few
+    /// seconds (waiting for ACTIVE), if nothing was changed since; once. For a step that would
+    /// otherwise read the server again right after the wait.
+    pub fn recent_active_server(&self, id: &str) -> Option<Server> {
+        let (at, server) = lock(&self.fresh).take()?;
+        (server.id == id && at.elapsed() < FRESH_FOR).then_some(server)
+    }
+
+    /// Forgets the remembered server document (something about the server changed).
+    fn stale_server(&self) {
+        *lock(&self.fresh) = None;
     }
 
     /// The underlying connection (request counters, microversion).
@@ -183,9 +342,8 @@ impl OpenStack {
     }
 }
 
-#[async_trait]
-impl Cloud for OpenStack {
-    async fn resolve_flavor(&self, name_or_id: &str) -> Result<Named, CloudError> {
+impl OpenStack {
+    async fn lookup_flavor(&self, name_or_id: &str) -> Result<Named, CloudError> {
         let all = self
             .paginate(
                 Call::new(
@@ -221,7 +379,7 @@ impl Cloud for OpenStack {
         }
     }
 
-    async fn resolve_image(&self, name_or_id: &str) -> Result<Named, CloudError> {
+    async fn lookup_image(&self, name_or_id: &str) -> Result<Named, CloudError> {
         let resource = format!("image {name_or_id:?}");
         if is_uuid(name_or_id) {
             let call = Call::new(
@@ -271,7 +429,7 @@ impl Cloud for OpenStack {
             .ok_or_else(|| not_found("image", name_or_id, "no active image has this id or name"))
     }
 
-    async fn resolve_network(&self, name_or_id: &str) -> Result<Network, CloudError> {
+    async fn lookup_network(&self, name_or_id: &str) -> Result<Network, CloudError> {
         let resource = format!("network {name_or_id:?}");
         let to_network = |v: &Value| Network {
             named: named(v),
@@ -322,7 +480,7 @@ impl Cloud for OpenStack {
         }
     }
 
-    async fn resolve_security_group(&self, name_or_id: &str) -> Result<Named, CloudError> {
+    async fn lookup_security_group(&self, name_or_id: &str) -> Result<Named, CloudError> {
         let resource = format!("security group {name_or_id:?}");
         if is_uuid(name_or_id) {
             let call = Call::new(
@@ -377,6 +535,54 @@ impl Cloud for OpenStack {
             )),
         }
     }
+}
+
+#[async_trait]
+impl Cloud for OpenStack {
+    async fn resolve_flavor(&self, name_or_id: &str) -> Result<Named, CloudError> {
+        if let Some(found) = self.cached(FLAVOR, name_or_id).as_ref().and_then(named_of) {
+            return Ok(found);
+        }
+        let found = self.lookup_flavor(name_or_id).await?;
+        self.remember(FLAVOR, name_or_id, named_json(&found));
+        Ok(found)
+    }
+
+    async fn resolve_image(&self, name_or_id: &str) -> Result<Named, CloudError> {
+        if let Some(found) = self.cached(IMAGE, name_or_id).as_ref().and_then(named_of) {
+            return Ok(found);
+        }
+        let found = self.lookup_image(name_or_id).await?;
+        self.remember(IMAGE, name_or_id, named_json(&found));
+        Ok(found)
+    }
+
+    async fn resolve_network(&self, name_or_id: &str) -> Result<Network, CloudError> {
+        if let Some(v) = self.cached(NETWORK, name_or_id)
+            && let Some(named) = named_of(&v)
+        {
+            let external = v.get("external").and_then(Value::as_bool).unwrap_or(false);
+            return Ok(Network { named, external });
+        }
+        let found = self.lookup_network(name_or_id).await?;
+        let mut v = named_json(&found.named);
+        v["external"] = json!(found.external);
+        self.remember(NETWORK, name_or_id, v);
+        Ok(found)
+    }
+
+    async fn resolve_security_group(&self, name_or_id: &str) -> Result<Named, CloudError> {
+        if let Some(found) = self
+            .cached(SECURITY_GROUP, name_or_id)
+            .as_ref()
+            .and_then(named_of)
+        {
+            return Ok(found);
+        }
+        let found = self.lookup_security_group(name_or_id).await?;
+        self.remember(SECURITY_GROUP, name_or_id, named_json(&found));
+        Ok(found)
+    }
 
     async fn resolve_server_group(&self, name_or_id: &str) -> Result<Named, CloudError> {
         let resource = format!("server group {name_or_id:?}");
@@ -416,6 +622,12 @@ impl Cloud for OpenStack {
     }
 
     async fn keypair_exists(&self, name: &str) -> Result<bool, CloudError> {
+        if lock(&self.keypairs)
+            .get(name)
+            .is_some_and(|at| at.elapsed() < KEYPAIR_KNOWN_FOR)
+        {
+            return Ok(true);
+        }
         Ok(self.keypair_public_key(name).await?.is_some())
     }
 
@@ -424,15 +636,35 @@ impl Cloud for OpenStack {
     }
 
     async fn post_server(&self, name: &str, body: Value) -> Result<String, CloudError> {
-        let call = Call::new(
-            "create server",
-            format!("server {name:?}"),
-            Method::POST,
-            Service::Compute,
-            &["servers"],
-        )
-        .json(body);
-        let reply = self.api.send(call).await?;
+        let call = |body: Value| {
+            Call::new(
+                "create server",
+                format!("server {name:?}"),
+                Method::POST,
+                Service::Compute,
+                &["servers"],
+            )
+            .json(body)
+        };
+        let reply = match self.api.send(call(body.clone())).await {
+            Ok(reply) => reply,
+            // A refused create made nothing: with ids from the cache, they may be what Nova
+            // no longer knows. Look them up again and send it once more.
+            Err(e) if maybe_stale(&e) => {
+                let changed = self
+                    .refresh_stale(&[FLAVOR, IMAGE, NETWORK, SECURITY_GROUP])
+                    .await?;
+                if changed.is_empty() {
+                    return Err(e);
+                }
+                let mut body = body;
+                for (kind, old, new) in &changed {
+                    replace_id(&mut body, kind, old, new);
+                }
+                self.api.send(call(body)).await?
+            }
+            Err(e) => return Err(e),
+        };
         let id = text(&reply.body["server"], "id");
         if id.is_empty() {
             return Err(CloudError {
@@ -456,10 +688,12 @@ impl Cloud for OpenStack {
             Service::Compute,
             &["servers", id],
         );
-        Ok(
-            absent_ok(self.api.send(call).await)?
-                .and_then(|r| Server::from_json(&r.body["server"])),
-        )
+        let server = absent_ok(self.api.send(call).await)?
+            .and_then(|r| Server::from_json(&r.body["server"]));
+        if let Some(s) = server.as_ref().filter(|s| s.status == "ACTIVE") {
+            *lock(&self.fresh) = Some((Instant::now(), s.clone()));
+        }
+        Ok(server)
     }
 
     async fn list_servers(&self, name_filter: Option<&str>) -> Result<Vec<Server>, CloudError> {
@@ -480,6 +714,7 @@ impl Cloud for OpenStack {
     }
 
     async fn delete_server(&self, id: &str) -> Result<(), CloudError> {
+        self.stale_server();
         let call = Call::new(
             "delete server",
             format!("server {id}"),
@@ -495,6 +730,7 @@ impl Cloud for OpenStack {
         id: &str,
         items: &BTreeMap<String, String>,
     ) -> Result<(), CloudError> {
+        self.stale_server();
         let call = Call::new(
             "set server metadata",
             format!("server {id}"),
@@ -552,19 +788,32 @@ impl Cloud for OpenStack {
         port_id: &str,
         description: &str,
     ) -> Result<FloatingIp, CloudError> {
-        let call = Call::new(
-            "allocate floating IP",
-            format!("floating IP on network {network_id} for port {port_id}"),
-            Method::POST,
-            Service::Network,
-            &["floatingips"],
-        )
-        .json(json!({ "floatingip": {
-            "floating_network_id": network_id,
-            "port_id": port_id,
-            "description": description,
-        }}));
-        let reply = self.api.send(call).await?;
+        self.stale_server();
+        let call = |network_id: &str| {
+            Call::new(
+                "allocate floating IP",
+                format!("floating IP on network {network_id} for port {port_id}"),
+                Method::POST,
+                Service::Network,
+                &["floatingips"],
+            )
+            .json(json!({ "floatingip": {
+                "floating_network_id": network_id,
+                "port_id": port_id,
+                "description": description,
+            }}))
+        };
+        let reply = match self.api.send(call(network_id)).await {
+            Ok(reply) => reply,
+            Err(e) if maybe_stale(&e) => {
+                let changed = self.refresh_stale(&[NETWORK]).await?;
+                match changed.iter().find(|(_, old, _)| old == network_id) {
+                    Some((_, _, new)) => self.api.send(call(new)).await?,
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         Ok(floating_ip(&reply.body["floatingip"]))
     }
 
@@ -577,6 +826,7 @@ impl Cloud for OpenStack {
     }
 
     async fn delete_floating_ip(&self, id: &str) -> Result<(), CloudError> {
+        self.stale_server();
         let call = Call::new(
             "release floating IP",
             format!("floating IP {id}"),
@@ -600,14 +850,21 @@ impl Cloud for OpenStack {
             &["os-keypairs"],
         )
         .json(json!({ "keypair": keypair }));
-        self.api.send(call).await.map(|_| ())
+        self.api.send(call).await?;
+        lock(&self.keypairs).insert(name.to_string(), Instant::now());
+        Ok(())
     }
 
     async fn keypair_public_key(&self, name: &str) -> Result<Option<String>, CloudError> {
-        Ok(self
+        let key = self
             .show_keypair(name)
             .await?
-            .map(|k| text(&k, "public_key")))
+            .map(|k| text(&k, "public_key"));
+        match key {
+            Some(_) => lock(&self.keypairs).insert(name.to_string(), Instant::now()),
+            None => lock(&self.keypairs).remove(name),
+        };
+        Ok(key)
     }
 
     async fn list_keypair_names(&self) -> Result<Vec<String>, CloudError> {
@@ -636,6 +893,7 @@ impl Cloud for OpenStack {
     }
 
     async fn delete_keypair(&self, name: &str) -> Result<(), CloudError> {
+        lock(&self.keypairs).remove(name);
         let call = Call::new(
             "delete key pair",
             format!("key pair {name:?}"),

@@ -1,24 +1,34 @@
-//! Every HTTP call to the cloud goes through here: retries, re-authentication, error mapping.
+//! Every HTTP call to the cloud goes through here: endpoints, retries, re-authentication,
+//! error mapping.
 //!
-//! The `openstack` crate's typed calls are not used for requests because its error type hides
-//! the HTTP status and drops the request id, both of which every error of ours must name; its
-//! session layer (osauth) still handles tokens, the catalog and version discovery.
+//! Requests are plain reqwest calls to URLs built from the token's catalog: the `openstack`
+//! crate's typed calls hide the HTTP status and drop the request id, both of which every error
+//! of ours must name, and osauth's session discovers every service's versions anew in every
+//! process (four GETs per job) and asks Keystone for a token whenever it is made.
+//!
+//! What a connection learned is cheap to keep: [`Api::saved_session`] is the token, its catalog
+//! and the discovered compute API, which the driver keeps in the job state so that the job's
+//! later stage processes send none of those requests again ([`ConnectOptions::session`]).
+//! Version discovery is needed for compute alone (its microversion) and, when a job boots from
+//! a volume, for Cinder; Neutron and Glance have one API version each, which is appended to the
+//! catalog's URL when the catalog does not name it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use osauth::services::ServiceType;
-use osauth::services::{BLOCK_STORAGE, COMPUTE, IMAGE, NETWORK};
-use osauth::{ApiVersion, ServiceRequestBuilder, Session};
-use reqwest::header::HeaderMap;
-use reqwest::{Method, Response};
+use osauth::ApiVersion;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, Response, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::credentials::{Credentials, EnvLookup};
 use super::error::{CloudError, CloudErrorKind};
-use super::keystone::{KeystoneAuth, SharedAuth};
+use super::keystone::{CatalogEntry, KeystoneAuth, SavedToken};
+use super::lookup_cache::LookupCache;
 use super::settings::CloudSettings;
 
 /// The compute microversion we ask for when the cloud offers it: 2.67 adds `volume_type` to
@@ -112,20 +122,75 @@ pub struct Reply {
     pub body: Value,
 }
 
+/// What a new connection may start from.
+#[derive(Default)]
+pub struct ConnectOptions {
+    /// What an earlier process of the same job saved ([`Api::saved_session`]): its token is
+    /// reused unless it expires within five minutes, and its discovered compute API is not
+    /// discovered again. Anything unreadable in it is ignored.
+    pub session: Option<Value>,
+    /// Added to the `User-Agent` of every request, e.g. the stage (`prepare`), so that the
+    /// cloud's logs tell a job's stages and the pool daemon apart.
+    pub purpose: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("session", &self.session.as_ref().map(|_| "(saved)"))
+            .field("purpose", &self.purpose)
+            .finish()
+    }
+}
+
+/// A service's API root and, for compute, the microversion we use: what version discovery
+/// found, kept so that it is found once per job (and once per runner host and ten minutes, for
+/// compute, through the lookup cache).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Discovered {
+    /// The catalog's URL this was discovered from.
+    catalog_url: String,
+    /// The API's root, below which the request paths go.
+    root: String,
+    /// The microversion we send (`[2, 67]`), none when the API has no microversions.
+    version: Option<[u16; 2]>,
+}
+
+/// What [`Api::saved_session`] writes. Private: the driver only moves it around as JSON.
+#[derive(Serialize, Deserialize)]
+struct SessionFile {
+    scope: String,
+    token: String,
+    /// Seconds since the epoch, on this host's clock.
+    valid_until: u64,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    catalog: Vec<CatalogEntry>,
+    #[serde(default)]
+    compute: Option<Discovered>,
+    #[serde(default)]
+    volume: Option<Discovered>,
+}
+
 /// The authenticated connection: one per process.
 pub struct Api {
-    session: Session,
+    client: reqwest::Client,
     auth: Arc<KeystoneAuth>,
     settings: CloudSettings,
-    compute_version: Option<ApiVersion>,
+    compute: Discovered,
+    volume: tokio::sync::Mutex<Option<Discovered>>,
+    lookups: LookupCache,
     sent: AtomicU64,
+    /// Bumped when something worth saving for later stages changes: a new token, a discovery.
+    discoveries: AtomicU64,
 }
 
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Api")
             .field("auth", &self.auth)
-            .field("compute_version", &self.compute_version)
+            .field("compute", &self.compute)
             .finish_non_exhaustive()
     }
 }
@@ -216,7 +281,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     value.parse::<u64>().ok().map(Duration::from_secs)
 }
 
-fn os_error(call: &Call, e: osauth::Error) -> CloudError {
+fn auth_error(call: &Call, e: osauth::Error) -> CloudError {
     use osauth::ErrorKind as K;
     let text = e.to_string();
     let kind = match e.kind() {
@@ -232,27 +297,133 @@ fn os_error(call: &Call, e: osauth::Error) -> CloudError {
     CloudError::new(kind, call.operation.clone(), call.resource.clone(), text)
 }
 
-async fn finish<S: ServiceType + Send>(
-    builder: ServiceRequestBuilder<S>,
-    call: &Call,
-) -> Result<Response, osauth::Error> {
-    let mut builder = builder;
-    if !call.query.is_empty() {
-        builder = builder.query(&call.query);
+fn transport_error(call: &Call, e: &reqwest::Error) -> CloudError {
+    let kind = if e.is_timeout() {
+        CloudErrorKind::Timeout
+    } else {
+        CloudErrorKind::Transient
+    };
+    CloudError::new(
+        kind,
+        call.operation.clone(),
+        call.resource.clone(),
+        describe_reqwest_error(e),
+    )
+}
+
+/// `url` with `segments` appended, each percent-encoded as one path segment.
+fn join(url: &Url, segments: &[String]) -> Url {
+    let mut out = url.clone();
+    if let Ok(mut path) = out.path_segments_mut() {
+        path.pop_if_empty();
+        for s in segments {
+            path.push(s);
+        }
     }
-    if let Some(body) = &call.body {
-        builder = builder.json(body);
+    out
+}
+
+/// The catalog's URL of a single-version API (Neutron v2.0, Glance v2), with the version
+/// appended when the catalog leaves it out (`http://host:9696` → `http://host:9696/v2.0`).
+fn versioned(catalog: &Url, version: &str) -> Url {
+    let named = catalog
+        .path_segments()
+        .is_some_and(|mut s| s.any(|seg| seg == version));
+    if named {
+        catalog.clone()
+    } else {
+        join(catalog, &[version.to_string()])
     }
-    builder.send_unchecked().await
+}
+
+/// `2.67` → `[2, 67]`.
+fn parse_version(text: &str) -> Option<[u16; 2]> {
+    let (major, minor) = text.trim().split_once('.')?;
+    Some([major.parse().ok()?, minor.parse().ok()?])
+}
+
+/// The version document's self link (or `fallback`), kept on https when the catalog is.
+fn self_link(doc: &Value, fallback: &Url) -> Url {
+    let mut url = doc["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["rel"] == "self")
+        .and_then(|l| l["href"].as_str())
+        .and_then(|h| Url::parse(h).ok())
+        .unwrap_or_else(|| fallback.clone());
+    // Older Nova answers http links on an https endpoint.
+    if fallback.scheme() == "https" && url.scheme() == "http" {
+        let _ = url.set_scheme("https");
+    }
+    url
+}
+
+/// Picks the API of major version `major` from a version document (one version, or a list).
+fn pick_version(body: &Value, major: u16, fetched: &Url) -> Option<(Url, Option<[u16; 2]>)> {
+    let chosen = if body["version"].is_object() {
+        body["version"].clone()
+    } else {
+        let mut candidates: Vec<&Value> = body["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| {
+                let id = v["id"].as_str().unwrap_or("").trim_start_matches('v');
+                id.split('.').next().and_then(|m| m.parse::<u16>().ok()) == Some(major)
+                    && !matches!(
+                        v["status"].as_str().map(str::to_ascii_uppercase).as_deref(),
+                        Some("DEPRECATED" | "DELETED" | "EXPERIMENTAL")
+                    )
+            })
+            .collect();
+        // The highest minor of that major (Nova lists v2.0 and v2.1).
+        candidates.sort_by_key(|v| {
+            parse_version(v["id"].as_str().unwrap_or("").trim_start_matches('v'))
+                .unwrap_or([major, 0])
+        });
+        (*candidates.last()?).clone()
+    };
+    let version = chosen["version"]
+        .as_str()
+        .filter(|v| !v.is_empty())
+        .and_then(parse_version);
+    Some((self_link(&chosen, fetched), version))
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The `User-Agent` of our requests.
+fn user_agent(purpose: Option<&str>) -> String {
+    let base = concat!("executor/", env!("CARGO_PKG_VERSION"));
+    match purpose.filter(|p| !p.is_empty()) {
+        Some(p) => format!("{base} ({p})"),
+        None => base.to_string(),
+    }
 }
 
 impl Api {
     /// Loads credentials, authenticates once and discovers the compute microversion.
     pub async fn connect(settings: &CloudSettings, env: EnvLookup<'_>) -> Result<Api, CloudError> {
+        Self::connect_with(settings, env, ConnectOptions::default()).await
+    }
+
+    /// Like [`connect`](Self::connect), starting from what an earlier process saved: with a
+    /// usable saved token and compute API, no request is sent here at all.
+    pub async fn connect_with(
+        settings: &CloudSettings,
+        env: EnvLookup<'_>,
+        options: ConnectOptions,
+    ) -> Result<Api, CloudError> {
         let creds = Credentials::load(settings, env)?;
         let mut client = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
+            .user_agent(user_agent(options.purpose.as_deref()))
             .danger_accept_invalid_certs(!creds.verify);
         if let Some(path) = &creds.cacert {
             let pem = std::fs::read(path).map_err(|e| {
@@ -277,7 +448,29 @@ impl Api {
             CloudError::invalid("build HTTP client", creds.source.clone(), e.to_string())
         })?;
         let source = creds.source.clone();
-        let auth = Arc::new(KeystoneAuth::new(creds));
+        let region = creds.region.clone().unwrap_or_default();
+        let auth_url = creds.auth_url.clone();
+        let mut auth = KeystoneAuth::new(creds);
+        let saved = options
+            .session
+            .and_then(|v| serde_json::from_value::<SessionFile>(v).ok());
+        let mut compute = None;
+        let mut volume = None;
+        if let Some(saved) = saved {
+            let adopted = auth.adopt(SavedToken {
+                scope: saved.scope,
+                value: SecretString::from(saved.token),
+                valid_until: SystemTime::UNIX_EPOCH + Duration::from_secs(saved.valid_until),
+                catalog: saved.catalog,
+                project_id: saved.project_id,
+            });
+            tracing::debug!(adopted, "a token saved by an earlier stage");
+            if adopted {
+                compute = saved.compute;
+                volume = saved.volume;
+            }
+        }
+        let auth = Arc::new(auth);
         let auth_call = Call::new(
             "authenticate",
             source.clone(),
@@ -293,11 +486,11 @@ impl Api {
             .build();
         // Asking Keystone for a token again is harmless, so an unavailable Keystone is retried
         // like any idempotent call; a refused password is not.
-        let session = loop {
-            match Session::new_with_client(client.clone(), SharedAuth(auth.clone())).await {
-                Ok(session) => break session,
+        loop {
+            match auth.authenticate(&client).await {
+                Ok(()) => break,
                 Err(e) => {
-                    let mut err = os_error(&auth_call, e);
+                    let mut err = auth_error(&auth_call, e);
                     if err.kind == CloudErrorKind::Invalid {
                         err.kind = CloudErrorKind::Auth;
                     }
@@ -310,58 +503,217 @@ impl Api {
                     }
                 }
             }
-        };
+        }
+        let project = auth.project_id().await.unwrap_or_default();
+        let lookups = LookupCache::open(env, &format!("{auth_url} | {project} | {region}"));
         let mut api = Api {
-            session,
+            client,
             auth,
             settings: settings.clone(),
-            compute_version: None,
+            compute: Discovered {
+                catalog_url: String::new(),
+                root: String::new(),
+                version: None,
+            },
+            volume: tokio::sync::Mutex::new(volume),
+            lookups,
             sent: AtomicU64::new(0),
+            discoveries: AtomicU64::new(0),
         };
-        api.compute_version = api.discover_compute_version().await?;
+        let catalog_url = api
+            .auth
+            .endpoint(&api.client, "compute")
+            .await
+            .map_err(|e| auth_error(&auth_call, e))?;
+        api.compute = match compute.filter(|c| c.catalog_url == catalog_url.as_str()) {
+            Some(c) => c,
+            None => api.discover_compute(&catalog_url).await?,
+        };
         Ok(api)
     }
 
-    async fn discover_compute_version(&self) -> Result<Option<ApiVersion>, CloudError> {
+    /// The compute API below `catalog_url`: from the runner host's lookup cache, else asked.
+    async fn discover_compute(&self, catalog_url: &Url) -> Result<Discovered, CloudError> {
+        let key = catalog_url.as_str();
+        if let Some(found) = self
+            .lookups
+            .get("compute API", key)
+            .and_then(|v| serde_json::from_value::<Discovered>(v).ok())
+        {
+            return Ok(found);
+        }
+        let (root, max) = self.discover(catalog_url, 2, "compute").await?;
+        let wanted = [WANTED_COMPUTE_VERSION.0, WANTED_COMPUTE_VERSION.1];
+        let found = Discovered {
+            catalog_url: key.to_string(),
+            root: root.to_string(),
+            version: max.map(|m| m.min(wanted)),
+        };
+        self.discoveries.fetch_add(1, Ordering::SeqCst);
+        if let Ok(v) = serde_json::to_value(&found) {
+            self.lookups.put("compute API", key, v);
+        }
+        Ok(found)
+    }
+
+    /// Asks the API at `url` (or, on a 404, its parent) which versions it has; returns the root
+    /// of major version `major` and that version's highest microversion.
+    async fn discover(
+        &self,
+        url: &Url,
+        major: u16,
+        service: &str,
+    ) -> Result<(Url, Option<[u16; 2]>), CloudError> {
         let call = Call::new(
             "discover API version",
-            "compute",
+            service.to_string(),
             Method::GET,
             Service::Compute,
             &[],
         );
-        let mut delays = self.backoff();
-        loop {
-            match self.session.get_api_versions(COMPUTE).await {
-                Ok(Some((_, max))) => {
-                    return Ok(Some(if max < WANTED_COMPUTE_VERSION {
-                        max
-                    } else {
-                        WANTED_COMPUTE_VERSION
-                    }));
-                }
-                Ok(None) => return Ok(None),
-                Err(e) => {
-                    let err = os_error(&call, e);
-                    match (err.kind, delays.next()) {
-                        (CloudErrorKind::Transient | CloudErrorKind::Timeout, Some(d)) => {
-                            tokio::time::sleep(d).await
+        let mut candidates = vec![url.clone()];
+        let mut parent = url.clone();
+        if let Ok(mut p) = parent.path_segments_mut() {
+            p.pop_if_empty().pop();
+        }
+        if parent != *url {
+            candidates.push(parent);
+        }
+        for (i, candidate) in candidates.iter().enumerate() {
+            let mut delays = self.backoff();
+            let (status, body) = loop {
+                // Version documents need no token, but a versioned URL below them may.
+                let token = self
+                    .auth
+                    .token_header(&self.client)
+                    .await
+                    .map_err(|e| auth_error(&call, e))?;
+                self.sent.fetch_add(1, Ordering::SeqCst);
+                let attempt = self
+                    .client
+                    .get(candidate.clone())
+                    .header("x-auth-token", token)
+                    .send()
+                    .await;
+                let err = match attempt {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let text = response.text().await.unwrap_or_default();
+                        if status < 500 && status != 429 {
+                            break (status, serde_json::from_str::<Value>(&text).ok());
                         }
-                        _ => return Err(err),
+                        CloudError::from_status(
+                            status,
+                            call.operation.clone(),
+                            call.resource.clone(),
+                            None,
+                            error_message(&text),
+                        )
                     }
+                    Err(e) => transport_error(&call, &e),
+                };
+                match delays.next() {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => return Err(err),
                 }
+            };
+            let last = i + 1 == candidates.len();
+            match (status, body) {
+                // Nova answers 300 Multiple Choices on its root.
+                (200..=300, Some(body)) => {
+                    if let Some(found) = pick_version(&body, major, candidate) {
+                        return Ok(found);
+                    }
+                    // No version document: use the URL as it is, without microversions.
+                    return Ok((url.clone(), None));
+                }
+                (404, _) if !last => continue,
+                (200..=300, None) | (404, _) => return Ok((url.clone(), None)),
+                (status, _) => {
+                    return Err(CloudError::from_status(
+                        status,
+                        call.operation.clone(),
+                        call.resource.clone(),
+                        None,
+                        format!("version discovery at {candidate} failed"),
+                    ));
+                }
+            }
+        }
+        Ok((url.clone(), None))
+    }
+
+    /// The root of `service`'s API.
+    async fn root(&self, service: Service, call: &Call) -> Result<Url, CloudError> {
+        let parse = |text: &str| {
+            Url::parse(text).map_err(|e| {
+                CloudError::invalid(call.operation.clone(), call.resource.clone(), e.to_string())
+            })
+        };
+        let catalog = |kind: &'static str| async move {
+            self.auth
+                .endpoint(&self.client, kind)
+                .await
+                .map_err(|e| auth_error(call, e))
+        };
+        match service {
+            Service::Compute => parse(&self.compute.root),
+            Service::Network => Ok(versioned(&catalog("network").await?, "v2.0")),
+            Service::Image => Ok(versioned(&catalog("image").await?, "v2")),
+            Service::Volume => {
+                let mut known = self.volume.lock().await;
+                let url = catalog("block-storage").await?;
+                if let Some(v) = known.as_ref().filter(|v| v.catalog_url == url.as_str()) {
+                    return parse(&v.root);
+                }
+                let (root, _) = self.discover(&url, 3, "block-storage").await?;
+                *known = Some(Discovered {
+                    catalog_url: url.to_string(),
+                    root: root.to_string(),
+                    version: None,
+                });
+                self.discoveries.fetch_add(1, Ordering::SeqCst);
+                Ok(root)
             }
         }
     }
 
+    /// What later processes of the same job need to send no token or discovery request
+    /// again: the token (a secret: it belongs in a file only its owner reads), its catalog,
+    /// and the discovered APIs. Pass it back in [`ConnectOptions::session`].
+    pub async fn saved_session(&self) -> Option<Value> {
+        let token = self.auth.saved().await?;
+        let volume = self.volume.lock().await.clone();
+        let file = SessionFile {
+            scope: token.scope,
+            token: token.value.expose_secret().to_string(),
+            valid_until: unix_seconds(token.valid_until),
+            project_id: token.project_id,
+            catalog: token.catalog,
+            compute: Some(self.compute.clone()),
+            volume,
+        };
+        serde_json::to_value(file).ok()
+    }
+
+    /// Changes whenever [`saved_session`](Self::saved_session) would say something new.
+    pub fn session_generation(&self) -> u64 {
+        self.auth.tokens_issued() + self.discoveries.load(Ordering::SeqCst)
+    }
+
+    /// The runner host's cache of name lookups for this cloud, project and region.
+    pub fn lookups(&self) -> &LookupCache {
+        &self.lookups
+    }
+
     /// The compute microversion in use (None: the cloud has no microversions).
     pub fn compute_version(&self) -> Option<ApiVersion> {
-        self.compute_version
+        self.compute.version.map(|[a, b]| ApiVersion(a, b))
     }
 
     /// Whether the compute API offers at least `version`.
     pub fn compute_supports(&self, version: ApiVersion) -> bool {
-        self.compute_version.is_some_and(|v| v >= version)
+        self.compute_version().is_some_and(|v| v >= version)
     }
 
     /// How many HTTP requests (not counting Keystone) this connection has sent.
@@ -388,24 +740,35 @@ impl Api {
             .build()
     }
 
-    async fn send_once(&self, call: &Call) -> Result<Response, osauth::Error> {
+    async fn send_once(&self, call: &Call) -> Result<Response, CloudError> {
+        let root = self.root(call.service, call).await?;
+        let token = self
+            .auth
+            .token_header(&self.client)
+            .await
+            .map_err(|e| auth_error(call, e))?;
         self.sent.fetch_add(1, Ordering::SeqCst);
-        let path = call.path.iter().map(String::as_str);
-        let method = call.method.clone();
-        match call.service {
-            Service::Compute => {
-                let mut b = self.session.request(COMPUTE, method, path);
-                if let Some(v) = self.compute_version {
-                    b = b.api_version(v);
-                }
-                finish(b, call).await
+        let mut request = self
+            .client
+            .request(call.method.clone(), join(&root, &call.path))
+            .header("x-auth-token", token);
+        if call.service == Service::Compute
+            && let Some([major, minor]) = self.compute.version
+        {
+            if let Ok(v) = HeaderValue::from_str(&format!("compute {major}.{minor}")) {
+                request = request.header("openstack-api-version", v);
             }
-            Service::Network => finish(self.session.request(NETWORK, method, path), call).await,
-            Service::Image => finish(self.session.request(IMAGE, method, path), call).await,
-            Service::Volume => {
-                finish(self.session.request(BLOCK_STORAGE, method, path), call).await
+            if let Ok(v) = HeaderValue::from_str(&format!("{major}.{minor}")) {
+                request = request.header("x-openstack-nova-api-version", v);
             }
         }
+        if !call.query.is_empty() {
+            request = request.query(&call.query);
+        }
+        if let Some(body) = &call.body {
+            request = request.json(body);
+        }
+        request.send().await.map_err(|e| transport_error(call, &e))
     }
 
     /// Sends `call`, retrying what is safe to retry, and re-authenticating once on 401.
@@ -465,8 +828,10 @@ impl Api {
                         // A 401 means the request was not processed, so resending is safe.
                         reauthenticated = true;
                         tracing::info!(operation = %call.operation, "token rejected; authenticating again");
-                        let mut session = self.session.clone();
-                        session.refresh().await.map_err(|e| os_error(&call, e))?;
+                        self.auth
+                            .reauthenticate(&self.client)
+                            .await
+                            .map_err(|e| auth_error(&call, e))?;
                         continue;
                     }
                     let err = CloudError::from_status(
@@ -478,7 +843,7 @@ impl Api {
                     );
                     (err, hint)
                 }
-                Err(e) => (os_error(&call, e), None),
+                Err(e) => (e, None),
             };
             // 429 means "not processed", so even a POST may be resent.
             let may_retry = match err.kind {

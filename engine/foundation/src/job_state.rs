@@ -12,6 +12,15 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value as Json};
 
 pub const STATE_FILE: &str = "executor-state.json";
+
+/// Keys that start with this are the driver's own (the cloud token saved for later stages):
+/// kept and merged like any other, but never shown to recipe templates as `state.*`.
+pub const PRIVATE_PREFIX: char = '_';
+
+/// Whether `key` is one of the driver's private keys.
+pub fn is_private_key(key: &str) -> bool {
+    key.starts_with(PRIVATE_PREFIX)
+}
 const LOCK_FILE: &str = "executor-state.lock";
 
 #[derive(Debug, Clone, Default)]

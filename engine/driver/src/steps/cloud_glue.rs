@@ -2,6 +2,7 @@
 //! trusted identity and the job-state keys the OpenStack steps share.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 
@@ -12,6 +13,7 @@ use executor_cloud::credentials::{EnvLookup, process_env};
 use executor_cloud::openstack::OpenStack;
 use executor_cloud::ownership::{Ownership, POOL_PROJECT};
 use executor_cloud::settings::CloudSettings;
+use executor_cloud::transport::ConnectOptions;
 use executor_foundation::stage::Stage;
 
 /// State key: the server's id.
@@ -28,6 +30,14 @@ pub const STATE_FLOATING_IP: &str = "floating_ip";
 pub const STATE_KEYPAIR: &str = "keypair_name";
 /// State key: volumes made for the job that Nova does not delete with the server.
 pub const STATE_VOLUMES: &str = "volume_ids";
+/// State key: a floating IP was asked for (saved before the request, so that cleanup looks
+/// for one whose id never reached the state).
+pub const STATE_FLOATING_IP_REQUESTED: &str = "floating_ip_requested";
+/// State key: the cloud session (Keystone token, catalog, discovered compute API) that the
+/// job's later stage processes reuse instead of authenticating and discovering again. The
+/// token is a secret: the key is private (templates never see it, `_` prefix) and the state
+/// file is mode 0600.
+pub const STATE_CLOUD_SESSION: &str = "_cloud_session";
 
 /// The cloud as the steps see it. Tests may install their own implementation first.
 pub struct CloudHandle {
@@ -35,6 +45,10 @@ pub struct CloudHandle {
     pub cloud: Arc<dyn Cloud>,
     /// The recipe's `cloud` settings.
     pub settings: CloudSettings,
+    /// The same back end when it is OpenStack: its session is saved in the job state.
+    pub openstack: Option<Arc<OpenStack>>,
+    /// The session generation last saved (`u64::MAX`: none yet).
+    pub saved_generation: AtomicU64,
 }
 
 /// The recipe's `cloud` block as settings (absent: defaults).
@@ -46,19 +60,54 @@ pub fn settings_of(value: Value) -> Result<CloudSettings, StepError> {
         .map_err(|e| StepError::invalid(format!("the recipe's `cloud` block: {e}")))
 }
 
-/// The process's cloud connection, made (and authenticated) on first use.
-pub async fn cloud(cx: &StepContext<'_>) -> Result<Arc<CloudHandle>, StepError> {
+/// The process's cloud connection, made on first use: with the token and compute API an
+/// earlier stage of the job saved in the job state when they are still good, else by
+/// authenticating. Whatever the connection learned since the last save (a new token after a
+/// 401, a discovery) is saved for the job's later stages on every call.
+pub async fn cloud(cx: &mut StepContext<'_>) -> Result<Arc<CloudHandle>, StepError> {
     let services = cx.services;
-    services
+    let saved = cx.state.get(STATE_CLOUD_SESSION).cloned();
+    let purpose = cx.stage.name();
+    let handle = services
         .get_or_try_init::<CloudHandle, _, _>(|| async {
             let settings = settings_of(services.settings("cloud")?)?;
-            let os = OpenStack::connect(&settings).await?;
+            let options = ConnectOptions {
+                session: saved,
+                purpose: Some(purpose.to_string()),
+            };
+            let os = Arc::new(OpenStack::connect_with(&settings, &process_env, options).await?);
             Ok(CloudHandle {
-                cloud: Arc::new(os),
+                cloud: os.clone(),
                 settings,
+                openstack: Some(os),
+                saved_generation: AtomicU64::new(u64::MAX),
             })
         })
-        .await
+        .await?;
+    save_session(cx, &handle).await;
+    Ok(handle)
+}
+
+/// Saves the connection's session in the job state when it changed. Failing to is no
+/// failure: the next stage authenticates again.
+async fn save_session(cx: &mut StepContext<'_>, handle: &CloudHandle) {
+    let Some(os) = &handle.openstack else {
+        return;
+    };
+    let generation = os.session_generation();
+    if handle.saved_generation.swap(generation, Ordering::SeqCst) == generation {
+        return;
+    }
+    let Some(session) = os.saved_session().await else {
+        return;
+    };
+    if cx.state.get(STATE_CLOUD_SESSION) == Some(&session) {
+        return;
+    }
+    if let Err(e) = save(cx, STATE_CLOUD_SESSION, session) {
+        // The message names the state file, never the token.
+        tracing::warn!(error = %e.message, "cannot keep the cloud session for later stages");
+    }
 }
 
 fn text_of(v: &Value) -> Option<String> {

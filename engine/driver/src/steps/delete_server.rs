@@ -6,8 +6,8 @@ use serde_json::{Value as Json, json};
 
 use crate::steps::StepError;
 use crate::steps::cloud_glue::{
-    self, STATE_ADDRESS, STATE_FLOATING_IP, STATE_FLOATING_IP_ID, STATE_KEYPAIR, STATE_SERVER_ID,
-    STATE_SERVER_NAME, STATE_VOLUMES,
+    self, STATE_ADDRESS, STATE_FLOATING_IP, STATE_FLOATING_IP_ID, STATE_FLOATING_IP_REQUESTED,
+    STATE_KEYPAIR, STATE_SERVER_ID, STATE_SERVER_NAME, STATE_VOLUMES,
 };
 use crate::steps::context::{Outputs, StepContext};
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
@@ -88,8 +88,12 @@ impl DeleteServer {
             keypair_name: keypair,
             volume_ids,
         };
+        // Floating IPs beyond the one the state names exist only if a floating IP step began.
+        let find_floating_ips = cx.state.get(STATE_FLOATING_IP_REQUESTED).is_some()
+            || cx.state.get(STATE_FLOATING_IP_ID).is_some();
         let policy = CleanupPolicy {
             timeout: self.wait_timeout,
+            find_floating_ips,
             ..CleanupPolicy::default()
         };
         let report = cleanup(handle.cloud.as_ref(), &target, &policy).await?;
@@ -110,6 +114,7 @@ impl DeleteServer {
             STATE_ADDRESS,
             STATE_FLOATING_IP_ID,
             STATE_FLOATING_IP,
+            STATE_FLOATING_IP_REQUESTED,
             STATE_KEYPAIR,
             STATE_VOLUMES,
         ] {

@@ -3,7 +3,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::steps::StepError;
-use crate::steps::cloud_glue::{self, STATE_ADDRESS, STATE_FLOATING_IP, STATE_FLOATING_IP_ID};
+use crate::steps::cloud_glue::{
+    self, STATE_ADDRESS, STATE_FLOATING_IP, STATE_FLOATING_IP_ID, STATE_FLOATING_IP_REQUESTED,
+};
 use crate::steps::context::{Outputs, StepContext};
 use executor_cloud::floating_ip::attach_floating_ip;
 
@@ -36,6 +38,9 @@ impl FloatingIp {
         let id = cloud_glue::server_id(cx, &self.server)?;
         let handle = cloud_glue::cloud(cx).await?;
         let owner = cloud_glue::owner(cx, &handle.settings)?;
+        // Before the request: a stage killed before the id is saved leaves cleanup a reason to
+        // look for the address on the server's ports.
+        cloud_glue::save(cx, STATE_FLOATING_IP_REQUESTED, json!(true))?;
         let fip = attach_floating_ip(
             handle.cloud.as_ref(),
             &id,

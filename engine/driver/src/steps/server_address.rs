@@ -37,14 +37,22 @@ impl ServerAddress {
     pub async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outputs, StepError> {
         let id = cloud_glue::server_id(cx, &self.server)?;
         let handle = cloud_glue::cloud(cx).await?;
-        let server = handle.cloud.get_server(&id).await?.ok_or_else(|| {
-            CloudError::new(
-                CloudErrorKind::NotFound,
-                "choose address",
-                format!("server {id}"),
-                "the server does not exist",
-            )
-        })?;
+        // Right after the wait for ACTIVE, the document that wait read is as good as a new one.
+        let recent = handle
+            .openstack
+            .as_ref()
+            .and_then(|os| os.recent_active_server(&id));
+        let server = match recent {
+            Some(server) => server,
+            None => handle.cloud.get_server(&id).await?.ok_or_else(|| {
+                CloudError::new(
+                    CloudErrorKind::NotFound,
+                    "choose address",
+                    format!("server {id}"),
+                    "the server does not exist",
+                )
+            })?,
+        };
         let policy = AddressPolicy {
             network: self.network.clone(),
             family: self.family,

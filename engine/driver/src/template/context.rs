@@ -15,6 +15,8 @@
 
 use serde_json::{Map, Value as Json};
 
+use executor_foundation::job_state::is_private_key;
+
 use crate::steps::context::RunArgs;
 
 pub const NAMES: [&str; 10] = [
@@ -82,7 +84,14 @@ impl ContextParts<'_> {
         m.insert("job".into(), Json::Object(self.environment.job.clone()));
         m.insert("vars".into(), Json::Object(self.vars.clone()));
         m.insert("steps".into(), Json::Object(self.steps.clone()));
-        m.insert("state".into(), Json::Object(self.state.clone()));
+        // The driver's private keys (a cloud token) are no recipe's business.
+        let state: Map<String, Json> = self
+            .state
+            .iter()
+            .filter(|(k, _)| !is_private_key(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        m.insert("state".into(), Json::Object(state));
         if let Some(run) = self.run {
             m.insert(
                 "run".into(),
