@@ -97,6 +97,15 @@ async fn wait_idle(cloud: &Cloud, want: u32) {
     panic!("never {want} idle VMs; daemon log:\n{}", daemon_log(cloud));
 }
 
+/// A claim as `pool_claim` makes it, confirmed at once.
+async fn claim_vm(
+    socket: &Path,
+    claim: Claim,
+    wait: Duration,
+) -> Result<executor_pool::Claimed, executor_pool::ClaimError> {
+    executor_pool::claim(socket, claim, wait, Ok).await
+}
+
 fn key() -> Map<String, Json> {
     let Json::Object(m) = json!({"flavor": "m1.small", "image": "ubuntu-24.04"}) else {
         unreachable!()
@@ -136,7 +145,7 @@ async fn a_sigkilled_daemon_is_adopted_on_restart_and_claimed_vms_stay_with_thei
     let recipe = override_recipe(&cloud, 2, "");
     let mut daemon = Daemon::start(&cloud, &recipe);
     wait_idle(&cloud, 2).await;
-    let claimed = executor_pool::claim(
+    let claimed = claim_vm(
         &socket(cloud.dir.path()),
         claim_for(41),
         Duration::from_secs(20),
@@ -197,7 +206,7 @@ async fn concurrent_claims_get_distinct_vms_and_a_miss_once_the_pool_is_empty() 
     let claims = (0..10).map(|job| {
         let sock = sock.clone();
         tokio::spawn(async move {
-            executor_pool::claim(&sock, claim_for(100 + job), Duration::from_secs(30)).await
+            claim_vm(&sock, claim_for(100 + job), Duration::from_secs(30)).await
         })
     });
     let mut hits = vec![];
@@ -233,7 +242,7 @@ async fn an_idle_vm_that_dies_is_replaced_and_never_handed_out() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     wait_idle(&cloud, 1).await;
-    let vm = executor_pool::claim(
+    let vm = claim_vm(
         &socket(cloud.dir.path()),
         claim_for(7),
         Duration::from_secs(20),
@@ -285,7 +294,7 @@ async fn a_real_prometheus_scrapes_the_pool_metrics() {
     let recipe = override_recipe(&cloud, 1, &format!("  metrics: 127.0.0.1:{metrics_port}\n"));
     let _daemon = Daemon::start(&cloud, &recipe);
     wait_idle(&cloud, 1).await;
-    let _ = executor_pool::claim(
+    let _ = claim_vm(
         &socket(cloud.dir.path()),
         claim_for(5),
         Duration::from_secs(20),
@@ -499,4 +508,44 @@ fn claimed_names(log: &str) -> Vec<String> {
         .filter_map(|rest| rest.split_whitespace().next())
         .map(str::to_string)
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_whose_job_never_confirms_the_claim_is_deleted() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let cloud = Cloud::start().await;
+    let recipe = override_recipe(&cloud, 1, "  max_instances: 1\n");
+    let _daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 1).await;
+    let handed = {
+        // A job that reads the reply and dies before it records the VM.
+        let conn = tokio::net::UnixStream::connect(socket(cloud.dir.path()))
+            .await
+            .unwrap();
+        let (read, mut write) = conn.into_split();
+        let mut line = serde_json::to_vec(&executor_pool::Request::Claim(claim_for(9))).unwrap();
+        line.push(b'\n');
+        write.write_all(&line).await.unwrap();
+        let mut reply = String::new();
+        BufReader::new(read).read_line(&mut reply).await.unwrap();
+        let reply: Json = serde_json::from_str(&reply).unwrap();
+        reply["claimed"]["state"]["server_id"]
+            .as_str()
+            .expect("a VM was handed out")
+            .to_string()
+    };
+    for _ in 0..300 {
+        if cloud.sim.server_status(&handed).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cloud.sim.server_status(&handed),
+        None,
+        "the unconfirmed VM is gone:\n{}",
+        daemon_log(&cloud)
+    );
+    assert!(daemon_log(&cloud).contains("did not take VM"));
 }

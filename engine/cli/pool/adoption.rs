@@ -28,6 +28,9 @@ impl Daemon {
                 return;
             }
         };
+        // A claimed VM is its job's now, but its name still carries its pool id: its key pair
+        // is the job's to delete.
+        let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
         let mut seen = HashSet::new();
         for server in servers
             .into_iter()
@@ -89,13 +92,13 @@ impl Daemon {
                 }
             }
         }
-        self.delete_orphaned_keypairs(&seen).await;
+        self.delete_orphaned_keypairs(&names).await;
     }
 
     /// Key pairs of VMs that never got a server: the daemon died between importing the key
     /// and creating the server. Named after the pool's ownership, so only this runner's pool
     /// key pairs can match.
-    async fn delete_orphaned_keypairs(&self, servers: &HashSet<String>) {
+    async fn delete_orphaned_keypairs(&self, server_names: &[String]) {
         let prefix = job_keypair_name(&self.pool_owner(""));
         let Ok(names) = self.cloud.list_keypair_names().await else {
             return;
@@ -104,7 +107,7 @@ impl Daemon {
             let Some(vm) = name.strip_prefix(&prefix) else {
                 continue;
             };
-            if !servers.contains(vm) {
+            if !vm.is_empty() && !server_names.iter().any(|n| n.ends_with(vm)) {
                 self.log.info(&format!(
                     "deleting key pair {name} of a VM that never booted"
                 ));

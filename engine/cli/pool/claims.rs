@@ -7,13 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value as Json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use executor_cloud::ownership::{META_JOB, META_PROJECT, META_RUNNER};
+use executor_cloud::ownership::{META_JOB, META_PROJECT, META_RUNNER, Ownership};
 use executor_driver::steps::ssh_connection::STATE_KEY_FILE;
 use executor_pool::{Claim, Claimed, Reply, Request};
 
@@ -76,16 +76,19 @@ async fn answer(daemon: Arc<Daemon>, conn: UnixStream) {
                 let _ = send(&mut write, &Reply::Miss("no ready VM for this key".into())).await;
                 return;
             };
-            if send(&mut write, &Reply::Claimed(Box::new(claimed)))
+            let confirmed = send(&mut write, &Reply::Claimed(Box::new(claimed)))
                 .await
-                .is_err()
-            {
-                // The job gave up waiting and provisions its own VM: this one is nobody's.
+                .is_ok()
+                && confirmation(&mut reader).await;
+            if !confirmed {
+                // The job gave up waiting (or could not record the VM) and provisions its own:
+                // this one is nobody's. Its metadata is the job's by now.
+                daemon.metrics.claim("abandoned");
                 daemon.log.warn(&format!(
-                    "job {} left before VM {} reached it; deleting the VM",
+                    "job {} did not take VM {}; deleting the VM",
                     claim.owner.job, vm.id
                 ));
-                daemon.delete(&vm).await;
+                daemon.delete_as(&vm, job_owner(&claim.owner)).await;
                 return;
             }
             daemon.metrics.claim("hit");
@@ -161,6 +164,8 @@ async fn hand_out(daemon: &Daemon, claim: &Claim) -> Option<(Vm, Claimed)> {
                 daemon
                     .log
                     .warn(&format!("cannot hand VM {} to the job: {e}", vm.id));
+                // Whether the update reached Nova is unknown: delete under either owner.
+                daemon.delete_as(&vm, job_owner(&claim.owner)).await;
                 daemon.delete(&vm).await;
             }
             (_, Err(e)) => {
@@ -168,7 +173,7 @@ async fn hand_out(daemon: &Daemon, claim: &Claim) -> Option<(Vm, Claimed)> {
                 daemon
                     .log
                     .warn(&format!("cannot hand VM {} to the job: {e}", vm.id));
-                daemon.delete(&vm).await;
+                daemon.delete_as(&vm, job_owner(&claim.owner)).await;
             }
         }
     }
@@ -185,6 +190,24 @@ fn take_idle(daemon: &Daemon, key: &Map<String, Json>) -> Option<Vm> {
         .min_by_key(|(_, v)| v.ready_at)
         .map(|(i, _)| i)?;
     Some(vms.remove(index))
+}
+
+/// Waits (bounded) for the client's `{"ack":true}`, sent once it recorded the VM.
+async fn confirmation<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> bool {
+    let mut line = String::new();
+    match tokio::time::timeout(Duration::from_secs(30), reader.read_line(&mut line)).await {
+        Ok(Ok(n)) if n > 0 => serde_json::from_str::<serde_json::Value>(&line)
+            .is_ok_and(|v| v["ack"] == serde_json::Value::Bool(true)),
+        _ => false,
+    }
+}
+
+fn job_owner(owner: &executor_pool::Owner) -> Ownership {
+    Ownership {
+        runner: owner.runner.clone(),
+        project: owner.project.clone(),
+        job: owner.job.clone(),
+    }
 }
 
 async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {

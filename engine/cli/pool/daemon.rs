@@ -65,15 +65,9 @@ pub fn run(recipes: &[PathBuf], _args: PoolArgs) -> i32 {
             return 2;
         }
     };
-    let Some(settings) = loaded.recipe.pool.clone() else {
+    if loaded.recipe.pool.is_none() {
         log.error("the recipe has no `pool:` block: nothing to keep warm");
         return 2;
-    };
-    for period in settings.warm.iter().flat_map(|w| &w.periods) {
-        if let Err(e) = period.validate() {
-            log.error(&format!("pool.warm: a period: {e}"));
-            return 2;
-        }
     }
     if loaded.recipe.provision.is_empty() {
         log.error("the recipe has no `provision` steps: the pool cannot make a VM");
@@ -90,7 +84,7 @@ pub fn run(recipes: &[PathBuf], _args: PoolArgs) -> i32 {
         }
     };
     runtime.block_on(async move {
-        match Daemon::start(loaded, settings, log).await {
+        match Daemon::start(loaded, log).await {
             Ok(daemon) => daemon.serve().await,
             Err(message) => {
                 eprintln!("executor pool: {message}");
@@ -101,11 +95,7 @@ pub fn run(recipes: &[PathBuf], _args: PoolArgs) -> i32 {
 }
 
 impl Daemon {
-    async fn start(
-        loaded: LoadedRecipe,
-        settings: PoolSettings,
-        log: JobLog,
-    ) -> Result<Arc<Daemon>, String> {
+    async fn start(loaded: LoadedRecipe, log: JobLog) -> Result<Arc<Daemon>, String> {
         let environment = Environment::from_process();
         let exit = ExitCodes::from_lookup(|_| None);
         let interp = Interpreter::new(&loaded, &environment, &log, &exit, CancellationToken::new());
@@ -118,6 +108,18 @@ impl Daemon {
             .render_block("cloud", &cloud_raw, &vars, &state, Stage::Provision)
             .map_err(|e| e.message)?;
         let cloud_settings = settings_of(cloud_block).map_err(|e| e.message)?;
+        // Rendered as a job's `pool_claim` renders it, so that both meet on one socket.
+        let pool_raw = loaded.json.get("pool").cloned().unwrap_or(Json::Null);
+        let pool_block = interp
+            .render_block("pool", &pool_raw, &vars, &state, Stage::Provision)
+            .map_err(|e| e.message)?;
+        let settings: PoolSettings = serde_json::from_value(pool_block)
+            .map_err(|e| format!("the recipe's `pool:` block: {e}"))?;
+        for period in settings.warm.iter().flat_map(|w| &w.periods) {
+            period
+                .validate()
+                .map_err(|e| format!("pool.warm: a period: {e}"))?;
+        }
         let runner = cloud_settings
             .owner
             .clone()

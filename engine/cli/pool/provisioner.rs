@@ -180,13 +180,18 @@ impl Daemon {
     /// Deletes a VM of the pool's (server, key pair) and forgets its directory. Without a
     /// state (a daemon killed early) the key pair is found by the name the pool gives it.
     pub async fn delete(&self, vm: &Vm) {
-        let owner = self.pool_owner(&vm.id);
+        self.delete_as(vm, self.pool_owner(&vm.id)).await;
+    }
+
+    /// Deletes a VM whose metadata names `owner` (a job's, once a claim set it).
+    pub async fn delete_as(&self, vm: &Vm, owner: Ownership) {
+        let pool_keypair = job_keypair_name(&self.pool_owner(&vm.id));
         let text = |key: &str| vm.state.get(key).and_then(Json::as_str).map(str::to_string);
         let target = CleanupTarget {
             server_id: vm.server_id().map(str::to_string),
             server_name: text("server_name"),
             floating_ip_ids: vec![],
-            keypair_name: text(STATE_KEYPAIR).or_else(|| Some(job_keypair_name(&owner))),
+            keypair_name: text(STATE_KEYPAIR).or(Some(pool_keypair)),
             volume_ids: vec![],
             owner,
         };

@@ -22,15 +22,66 @@ pub enum ClaimError {
     Miss(String),
     #[error("the pool daemon's answer made no sense: {0}")]
     Garbled(String),
+    #[error("not trusting the pool socket {path}: {why}")]
+    Untrusted { path: String, why: String },
 }
 
-/// Asks the daemon on `socket` for a VM, giving up after `wait`.
-pub async fn claim(socket: &Path, claim: Claim, wait: Duration) -> Result<Claimed, ClaimError> {
-    match exchange(socket, &Request::Claim(claim), wait).await? {
-        Reply::Claimed(c) => Ok(*c),
-        Reply::Miss(why) => Err(ClaimError::Miss(why)),
-        other => Err(ClaimError::Garbled(format!("{other:?} to a claim"))),
+/// The socket and its directory must be this user's, and the directory closed to others:
+/// otherwise another local user could have put a socket there and would hand jobs a VM of
+/// theirs (and receive the job's script).
+fn trusted(socket: &Path) -> Result<(), ClaimError> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    let refuse = |why: String| ClaimError::Untrusted {
+        path: socket.display().to_string(),
+        why,
+    };
+    let dir = socket.parent().unwrap_or(Path::new("."));
+    let d = std::fs::metadata(dir).map_err(|source| ClaimError::Down {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    if d.uid() != me || d.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "{} is not this user's alone (owner {}, mode {:o})",
+            dir.display(),
+            d.uid(),
+            d.mode() & 0o777
+        )));
     }
+    if let Ok(s) = std::fs::symlink_metadata(socket)
+        && s.uid() != me
+    {
+        return Err(refuse(format!("the socket belongs to user {}", s.uid())));
+    }
+    Ok(())
+}
+
+/// Asks the daemon on `socket` for a VM, giving up after `wait`, and hands it to `accept`
+/// (which records it in the job's state). Only once `accept` succeeded is the claim confirmed:
+/// a VM whose job gave up waiting, or could not record it, is deleted by the daemon instead of
+/// being left to nobody.
+pub async fn claim<T>(
+    socket: &Path,
+    claim: Claim,
+    wait: Duration,
+    accept: impl FnOnce(Claimed) -> Result<T, String>,
+) -> Result<T, ClaimError> {
+    let (reply, mut write) = tokio::time::timeout(wait, ask(socket, &Request::Claim(claim)))
+        .await
+        .map_err(|_| ClaimError::Slow(wait))??;
+    let claimed = match reply {
+        Reply::Claimed(c) => *c,
+        Reply::Miss(why) => return Err(ClaimError::Miss(why)),
+        other => return Err(ClaimError::Garbled(format!("{other:?} to a claim"))),
+    };
+    let kept = accept(claimed).map_err(ClaimError::Garbled)?;
+    write
+        .write_all(b"{\"ack\":true}\n")
+        .await
+        .map_err(|e| ClaimError::Garbled(format!("cannot confirm the claim: {e}")))?;
+    Ok(kept)
 }
 
 /// Tells the daemon how a stage went; best effort, for the metrics only.
@@ -49,34 +100,42 @@ pub async fn status(socket: &Path, wait: Duration) -> Result<(u32, u32), ClaimEr
 }
 
 async fn exchange(socket: &Path, request: &Request, wait: Duration) -> Result<Reply, ClaimError> {
-    let talk = async {
-        let stream = UnixStream::connect(socket)
-            .await
-            .map_err(|source| ClaimError::Down {
-                path: socket.display().to_string(),
-                source,
-            })?;
-        let (read, mut write) = stream.into_split();
-        let mut line =
-            serde_json::to_vec(request).map_err(|e| ClaimError::Garbled(e.to_string()))?;
-        line.push(b'\n');
-        write
-            .write_all(&line)
-            .await
-            .map_err(|e| ClaimError::Garbled(e.to_string()))?;
-        let mut answer = String::new();
-        // A reply holds one key and a small state: 1 MiB is far above it, and bounds a
-        // daemon gone wrong.
-        let mut reader = BufReader::new(read.take_limited());
-        reader
-            .read_line(&mut answer)
-            .await
-            .map_err(|e| ClaimError::Garbled(e.to_string()))?;
-        serde_json::from_str::<Reply>(&answer).map_err(|e| ClaimError::Garbled(e.to_string()))
-    };
-    tokio::time::timeout(wait, talk)
+    tokio::time::timeout(wait, ask(socket, request))
         .await
         .map_err(|_| ClaimError::Slow(wait))?
+        .map(|(reply, _)| reply)
+}
+
+/// Sends `request`, reads the reply line; the write half stays open for a confirmation.
+async fn ask(
+    socket: &Path,
+    request: &Request,
+) -> Result<(Reply, tokio::net::unix::OwnedWriteHalf), ClaimError> {
+    trusted(socket)?;
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| ClaimError::Down {
+            path: socket.display().to_string(),
+            source,
+        })?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(request).map_err(|e| ClaimError::Garbled(e.to_string()))?;
+    line.push(b'\n');
+    write
+        .write_all(&line)
+        .await
+        .map_err(|e| ClaimError::Garbled(e.to_string()))?;
+    let mut answer = String::new();
+    // A reply holds one key and a small state: 1 MiB is far above it, and bounds a daemon
+    // gone wrong.
+    let mut reader = BufReader::new(read.take_limited());
+    reader
+        .read_line(&mut answer)
+        .await
+        .map_err(|e| ClaimError::Garbled(e.to_string()))?;
+    let reply =
+        serde_json::from_str::<Reply>(&answer).map_err(|e| ClaimError::Garbled(e.to_string()))?;
+    Ok((reply, write))
 }
 
 trait TakeLimited: tokio::io::AsyncRead + Sized {

@@ -52,7 +52,7 @@ pub struct PoolSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<String>,
     /// Where the daemon keeps each VM's state and key, to adopt them after a restart (default
-    /// `$STATE_DIRECTORY`, else `~/.local/state/executor/pool`).
+    /// `$STATE_DIRECTORY/pool`, else `~/.local/state/executor/pool`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
     /// Serve Prometheus metrics on this address, e.g. `127.0.0.1:9464`.

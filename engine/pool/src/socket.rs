@@ -15,25 +15,31 @@ pub fn default_socket_path() -> PathBuf {
     }
 }
 
-/// Binds `path` so that only this user can connect: the directory is made (or tightened to)
-/// mode 0700 and owned by us, the socket gets mode 0600. A stale socket of a dead daemon is
+/// Binds `path` so that only this user can connect: the directory is made with mode 0700, or,
+/// when it exists, must already be this user's alone (it is never chmod-ed: a socket set in
+/// /tmp must not close /tmp). The socket gets mode 0600. A stale socket of a dead daemon is
 /// replaced; a live one is refused, so two daemons never share a socket.
 pub async fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::MetadataExt;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
     let meta = std::fs::metadata(dir)?;
     // SAFETY: getuid cannot fail.
     let me = unsafe { libc::getuid() };
-    if std::os::unix::fs::MetadataExt::uid(&meta) != me {
+    if meta.uid() != me || meta.mode() & 0o077 != 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
-            format!("{} belongs to another user", dir.display()),
+            format!(
+                "{} must be a directory of this user's alone (mode 0700) to hold the pool socket",
+                dir.display()
+            ),
         ));
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     if path.exists() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {
             return Err(std::io::Error::new(

@@ -55,25 +55,34 @@ impl PoolClaim {
                 job: owner.job,
             },
         };
-        let claimed = executor_pool::claim(&settings.socket_path(), claim, settings.claim_wait)
-            .await
-            .map_err(unavailable)?;
         let dir = cx.state.dir().map(|d| d.to_path_buf()).ok_or_else(|| {
             StepError::invalid("the job state has no directory to keep the key in")
         })?;
-        let key_path = dir.join(CLAIMED_KEY_FILE);
-        write_private(&key_path, claimed.private_key.as_bytes())
-            .map_err(|e| StepError::other(format!("cannot write {}: {e}", key_path.display())))?;
-        for (k, v) in &claimed.state {
-            if k != STATE_KEY_FILE {
-                cx.state.set(k, v.clone());
-            }
-        }
-        cx.state
-            .set(STATE_KEY_FILE, Json::String(key_path.display().to_string()));
-        cx.state
-            .save()
-            .map_err(|e| StepError::other(format!("cannot save the job state: {e}")))?;
+        let state = &mut *cx.state;
+        // The VM is recorded before the claim is confirmed; a failure here leaves the daemon to
+        // delete it (the job then provisions its own).
+        let claimed = executor_pool::claim(
+            &settings.socket_path(),
+            claim,
+            settings.claim_wait,
+            |claimed| {
+                let key_path = dir.join(CLAIMED_KEY_FILE);
+                write_private(&key_path, claimed.private_key.as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
+                for (k, v) in &claimed.state {
+                    if k != STATE_KEY_FILE {
+                        state.set(k, v.clone());
+                    }
+                }
+                state.set(STATE_KEY_FILE, Json::String(key_path.display().to_string()));
+                state
+                    .save()
+                    .map_err(|e| format!("cannot save the job state: {e}"))?;
+                Ok(claimed)
+            },
+        )
+        .await
+        .map_err(unavailable)?;
         let name = claimed
             .state
             .get(cloud_glue::STATE_SERVER_NAME)
