@@ -281,6 +281,9 @@ impl Cloud for Fake {
     async fn volume_exists(&self, _: &str) -> Result<bool, CloudError> {
         Ok(false)
     }
+    async fn compute_limits(&self) -> Result<ComputeLimits, CloudError> {
+        Ok(ComputeLimits::default())
+    }
     fn requests_sent(&self) -> u64 {
         self.0.lock().unwrap().requests
     }

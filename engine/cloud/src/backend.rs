@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::CloudError;
+use super::quota::ComputeLimits;
 use super::server::Server;
 
 /// A resolved resource: its id and its name.
@@ -121,6 +122,9 @@ pub trait Cloud: Send + Sync {
     async fn delete_volume(&self, id: &str) -> Result<(), CloudError>;
     /// Whether a volume still exists.
     async fn volume_exists(&self, id: &str) -> Result<bool, CloudError>;
+
+    /// Nova's absolute limits and their use (`GET /limits`): instances, cores, RAM.
+    async fn compute_limits(&self) -> Result<ComputeLimits, CloudError>;
 
     /// HTTP requests sent so far (for per-phase request budgets).
     fn requests_sent(&self) -> u64;

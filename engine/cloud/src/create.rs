@@ -237,7 +237,19 @@ pub async fn create_server(
     owner: &Ownership,
     options: &CreateOptions,
 ) -> Result<Created, CloudError> {
-    let (body, flavor, image) = build_request(cloud, spec, owner, SystemTime::now()).await?;
+    let request = build_request(cloud, spec, owner, SystemTime::now()).await?;
+    send_create(cloud, spec, owner, options, &request).await
+}
+
+/// Sends a request `build_request` made: again only after a lost answer, and only when the
+/// server it may have made is not there.
+pub async fn send_create(
+    cloud: &dyn Cloud,
+    spec: &ServerSpec,
+    owner: &Ownership,
+    options: &CreateOptions,
+    (body, flavor, image): &(Value, Named, Named),
+) -> Result<Created, CloudError> {
     let mut requests = 0;
     loop {
         requests += 1;
@@ -245,8 +257,8 @@ pub async fn create_server(
             Ok(server_id) => {
                 return Ok(Created {
                     server_id,
-                    flavor,
-                    image,
+                    flavor: flavor.clone(),
+                    image: image.clone(),
                     requests,
                     adopted: false,
                 });
@@ -266,8 +278,8 @@ pub async fn create_server(
         if let Some(server) = found.first() {
             return Ok(Created {
                 server_id: server.id.clone(),
-                flavor,
-                image,
+                flavor: flavor.clone(),
+                image: image.clone(),
                 requests,
                 adopted: true,
             });

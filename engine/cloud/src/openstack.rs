@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use super::backend::{Cloud, FloatingIp, Named, Network, Port};
 use super::credentials::{EnvLookup, process_env};
 use super::error::{CloudError, CloudErrorKind};
+use super::quota::ComputeLimits;
 use super::server::Server;
 use super::settings::CloudSettings;
 use super::transport::{Api, Call, ConnectOptions, Service};
@@ -924,6 +925,24 @@ impl Cloud for OpenStack {
             &["volumes", id],
         );
         Ok(absent_ok(self.api.send(call).await)?.is_some())
+    }
+
+    async fn compute_limits(&self) -> Result<ComputeLimits, CloudError> {
+        let call = Call::new(
+            "show limits",
+            "compute limits",
+            Method::GET,
+            Service::Compute,
+            &["limits"],
+        );
+        let reply = self.api.send(call).await?;
+        ComputeLimits::from_json(&reply.body).ok_or_else(|| {
+            CloudError::invalid(
+                "show limits",
+                "compute limits",
+                "the answer has no absolute limits",
+            )
+        })
     }
 
     fn requests_sent(&self) -> u64 {

@@ -176,18 +176,29 @@ async fn flavor_show(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -> R
     }
 }
 
+/// Nova's absolute limits, in the shape of microversion 2.57 and later. Only the instance
+/// quota is enforced (`nova_servers.rs`); cores and RAM are unlimited (-1, as Nova writes
+/// it), and their use is what the flavors of the project's servers add up to.
 async fn limits(State(sh): State<Arc<Shared>>) -> Json<Value> {
     let st = sh.store();
-    let used = st
+    let (mut instances, mut cores, mut ram) = (0u64, 0u64, 0u64);
+    for s in st
         .servers
         .values()
         .filter(|s| s.status != ServerStatus::Deleted)
-        .count();
+    {
+        instances += 1;
+        if let Some(f) = st.flavor(&s.flavor_id) {
+            cores += u64::from(f.vcpus);
+            ram += u64::from(f.ram);
+        }
+    }
     Json(json!({"limits": {"rate": [], "absolute": {
-        "maxTotalInstances": st.instance_quota, "totalInstancesUsed": used,
-        "maxTotalCores": 20, "maxTotalRAMSize": 51200, "maxTotalKeypairs": 100,
-        "maxServerMeta": 128, "maxServerGroups": 10, "maxServerGroupMembers": 10,
-        "totalCoresUsed": used, "totalRAMUsed": used * 512, "totalServerGroupsUsed": st.server_groups.len()}}}))
+        "maxTotalInstances": st.instance_quota, "totalInstancesUsed": instances,
+        "maxTotalCores": -1, "totalCoresUsed": cores,
+        "maxTotalRAMSize": -1, "totalRAMUsed": ram,
+        "maxTotalKeypairs": 100, "maxServerMeta": 128, "maxServerGroups": 10,
+        "maxServerGroupMembers": 10, "totalServerGroupsUsed": st.server_groups.len()}}}))
 }
 
 fn group_view(g: &Value, mv: Microversion) -> Value {
