@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,11 @@ use crate::steps::StepError;
 use crate::steps::cloud_glue::{self, STATE_SERVER_ID, STATE_SERVER_NAME, STATE_VOLUMES};
 use crate::steps::context::{Outputs, StepContext};
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
-use executor_cloud::create::{CreateOptions, create_server};
+use executor_cloud::create::CreateOptions;
+use executor_cloud::ownership::POOL_PROJECT;
+use executor_cloud::quota::{
+    QuotaWait, QuotaWaiting, create_server_waiting_for_quota, short_duration,
+};
 use executor_cloud::server_spec::{BootVolume, NetworkAttachment, ServerSpec};
 use executor_cloud::wait_active::{WaitPolicy, wait_active};
 use executor_cloud::{CloudErrorKind, Server};
@@ -85,7 +90,23 @@ pub struct CreateServer {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 10))]
     pub boot_attempts: u32,
+    /// How long to wait for quota (default `15m`). A create that Nova refuses because a
+    /// quota (instances, cores, RAM) is exhausted is sent again, after 5 s, then every 10, 20,
+    /// 40 and at most 60 s (with jitter), while the job log says which quota and how much of it
+    /// is used. After this long the step fails with class `quota`, naming it. `0s` fails at
+    /// once. The pool daemon never waits: a warm VM must not take quota a job is waiting for.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "executor_foundation::durations::optional_duration")]
+    pub quota_wait: Option<Duration>,
 }
+
+/// How long a create waits for quota unless the recipe says otherwise (taskscaler's acquire
+/// timeout has the same default).
+pub const DEFAULT_QUOTA_WAIT: Duration = Duration::from_secs(15 * 60);
 
 fn default_wait() -> Option<WaitPolicy> {
     Some(WaitPolicy::default())
@@ -141,11 +162,39 @@ impl CreateServer {
         let owner = cloud_glue::owner(cx, &handle.settings)?;
         let spec = self.spec();
         let attempts = self.boot_attempts.max(1);
+        // The pool daemon provisions for no job: its create must not compete with jobs for
+        // quota, so a refusal ends its provision at once (and it checks the limits first).
+        let quota_wait = if owner.project == POOL_PROJECT && cx.job.is_empty() {
+            QuotaWait::up_to(Duration::ZERO)
+        } else {
+            QuotaWait::up_to(self.quota_wait.unwrap_or(DEFAULT_QUOTA_WAIT))
+        };
         let mut boots = 0;
         loop {
             boots += 1;
             cloud_glue::save(cx, STATE_SERVER_NAME, json!(spec.name))?;
-            let created = create_server(cloud, &spec, &owner, &CreateOptions::default()).await?;
+            let log = cx.log;
+            let mut waited_since: Option<Instant> = None;
+            let mut on_wait = |w: &QuotaWaiting| {
+                waited_since.get_or_insert_with(|| Instant::now() - w.waited);
+                log.warn(&w.to_string());
+            };
+            let created = create_server_waiting_for_quota(
+                cloud,
+                &spec,
+                &owner,
+                &CreateOptions::default(),
+                &quota_wait,
+                cx.cancel,
+                &mut on_wait,
+            )
+            .await?;
+            if let Some(since) = waited_since {
+                cx.log.info(&format!(
+                    "quota had room after {} of waiting",
+                    short_duration(since.elapsed())
+                ));
+            }
             cloud_glue::save(cx, STATE_SERVER_ID, json!(created.server_id))?;
             cx.log.info(&format!(
                 "created server {:?} ({}) from image {:?} ({}), flavor {:?}",
