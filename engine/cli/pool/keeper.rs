@@ -134,31 +134,22 @@ impl Daemon {
 
     /// Health check: every idle VM gets one SSH round trip; a dead one is deleted.
     pub(super) async fn check_idle(&self) {
-        let ids: Vec<String> = {
-            let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
-            vms.iter()
+        let idle: Vec<Vm> = {
+            let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+            vms.iter_mut()
                 .filter(|v| v.phase == Phase::Idle)
-                .map(|v| v.id.clone())
+                .map(|v| {
+                    v.phase = Phase::Busy;
+                    v.clone()
+                })
                 .collect()
         };
-        // One at a time, so that a claim meanwhile finds every other idle VM ready.
-        for id in ids {
-            let vm = {
-                let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
-                match vms.iter_mut().find(|v| v.id == id && v.phase == Phase::Idle) {
-                    Some(v) => {
-                        v.phase = Phase::Busy;
-                        v.clone()
-                    }
-                    // Claimed or replaced since the list was made.
-                    None => continue,
-                }
-            };
+        for mut vm in idle {
             match self.alive(&vm).await {
-                Ok(()) => self.set(Vm {
-                    phase: Phase::Idle,
-                    ..vm
-                }),
+                Ok(()) => {
+                    vm.phase = Phase::Idle;
+                    self.set(vm);
+                }
                 Err(why) => {
                     self.metrics.failure("health_check");
                     self.log.warn(&format!(

@@ -35,6 +35,10 @@ pub struct SimulateArgs {
     /// Time between ACTIVE and the server's sshd accepting connections.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub ssh_delay: Duration,
+    /// Nova's instance quota of the simulated project (Nova's default is 10): creates beyond
+    /// it are refused with Nova's 403, as on a shared project whose quota runs out.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub quota: usize,
     /// Fault: the next N API requests answer 503.
     #[arg(long, default_value_t = 0)]
     pub api_5xx: u32,
@@ -167,6 +171,7 @@ async fn simulate(
     let sim = SimCloud::start(SimOptions {
         build_delay: args.boot_delay,
         ssh_delay: args.ssh_delay,
+        instance_quota: args.quota,
         ..SimOptions::default()
     })
     .await?;
