@@ -134,22 +134,31 @@ impl Daemon {
 
     /// Health check: every idle VM gets one SSH round trip; a dead one is deleted.
     pub(super) async fn check_idle(&self) {
-        let idle: Vec<Vm> = {
-            let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
-            vms.iter_mut()
+        let ids: Vec<String> = {
+            let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+            vms.iter()
                 .filter(|v| v.phase == Phase::Idle)
-                .map(|v| {
-                    v.phase = Phase::Busy;
-                    v.clone()
-                })
+                .map(|v| v.id.clone())
                 .collect()
         };
-        for mut vm in idle {
-            match self.alive(&vm).await {
-                Ok(()) => {
-                    vm.phase = Phase::Idle;
-                    self.set(vm);
+        // One at a time, so that a claim meanwhile finds every other idle VM ready.
+        for id in ids {
+            let vm = {
+                let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+                match vms.iter_mut().find(|v| v.id == id && v.phase == Phase::Idle) {
+                    Some(v) => {
+                        v.phase = Phase::Busy;
+                        v.clone()
+                    }
+                    // Claimed or replaced since the list was made.
+                    None => continue,
                 }
+            };
+            match self.alive(&vm).await {
+                Ok(()) => self.set(Vm {
+                    phase: Phase::Idle,
+                    ..vm
+                }),
                 Err(why) => {
                     self.metrics.failure("health_check");
                     self.log.warn(&format!(
