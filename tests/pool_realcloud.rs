@@ -47,7 +47,7 @@ fn write_recipe(dir: &Path) -> PathBuf {
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("recipes/pooled.yaml")
                 .display(),
-            dir.join("pool.sock").display(),
+            dir.join("run").join("pool.sock").display(),
             dir.join("pool-state").display(),
         ),
     )
@@ -111,7 +111,7 @@ fn idle_now(dir: &Path) -> u32 {
         .build()
         .unwrap();
     rt.block_on(executor_pool::status(
-        &dir.join("pool.sock"),
+        &dir.join("run").join("pool.sock"),
         Duration::from_secs(1),
     ))
     .map(|(idle, _)| idle)
