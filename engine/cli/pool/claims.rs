@@ -109,30 +109,37 @@ async fn answer(daemon: Arc<Daemon>, conn: UnixStream) {
 async fn hand_out(daemon: &Daemon, claim: &Claim) -> Option<(Vm, Claimed)> {
     loop {
         let vm = take_idle(daemon, &claim.key)?;
-        if let Err(why) = daemon.alive(&vm).await {
+        // The re-check and the change of owner go out together: a claim costs the longer of an
+        // SSH round trip and one Nova request, not their sum.
+        let make_the_jobs = async {
+            match vm.server_id() {
+                Some(id) => {
+                    let items = BTreeMap::from([
+                        (META_RUNNER.to_string(), claim.owner.runner.clone()),
+                        (META_PROJECT.to_string(), claim.owner.project.clone()),
+                        (META_JOB.to_string(), claim.owner.job.clone()),
+                    ]);
+                    daemon.cloud.set_server_metadata(id, &items).await
+                }
+                None => Err(executor_cloud::CloudError::invalid(
+                    "claim",
+                    format!("VM {}", vm.id),
+                    "its state has no server id",
+                )),
+            }
+        };
+        let (alive, made_the_jobs) = tokio::join!(daemon.alive(&vm), make_the_jobs);
+        if let Err(why) = alive {
             daemon.metrics.claim("dead");
             daemon.log.warn(&format!(
                 "VM {} failed its re-check at claim ({why}); deleting it and trying the next",
                 vm.id
             ));
+            // Its metadata may be the job's already.
+            daemon.delete_as(&vm, job_owner(&claim.owner)).await;
             daemon.delete(&vm).await;
             continue;
         }
-        let made_the_jobs = match vm.server_id() {
-            Some(id) => {
-                let items = BTreeMap::from([
-                    (META_RUNNER.to_string(), claim.owner.runner.clone()),
-                    (META_PROJECT.to_string(), claim.owner.project.clone()),
-                    (META_JOB.to_string(), claim.owner.job.clone()),
-                ]);
-                daemon.cloud.set_server_metadata(id, &items).await
-            }
-            None => Err(executor_cloud::CloudError::invalid(
-                "claim",
-                format!("VM {}", vm.id),
-                "its state has no server id",
-            )),
-        };
         let key = daemon.private_key(&vm);
         match (made_the_jobs, key) {
             (Ok(()), Ok(private_key)) => {
