@@ -92,89 +92,236 @@ pub async fn cleanup(
     target: &CleanupTarget,
     policy: &CleanupPolicy,
 ) -> Result<CleanupReport, CloudError> {
-    let mut report = CleanupReport::default();
-    let mut first_error: Option<CloudError> = None;
-    let note = |e: CloudError, first: &mut Option<CloudError>| {
-        tracing::warn!(error = %e, "cleanup step failed");
-        if first.is_none() {
-            *first = Some(e);
-        }
+    let mut run = CleanupRun {
+        cloud,
+        policy,
+        report: CleanupReport::default(),
+        first_error: None,
     };
-    let owner = &target.owner;
+    let servers = run.find_servers(target).await;
+    // Floating IPs first: released with the port, they would otherwise linger unassociated.
+    run.release_floating_ips(target, &servers).await;
+    // Which volumes to delete is read from the servers before they are gone.
+    let kept = kept_volumes(target, &servers);
+    let nova_deletes = volumes_nova_deletes(&servers, &kept);
+    run.request_server_deletes(&servers).await;
+    let deadline = Instant::now() + policy.timeout;
+    run.wait_until_servers_gone(&servers, deadline).await;
+    run.delete_keypair(target).await;
+    run.make_sure_nova_deleted(nova_deletes).await;
+    run.delete_kept_volumes(kept, deadline).await;
+    match run.first_error {
+        Some(e) => Err(e),
+        None => Ok(run.report),
+    }
+}
 
-    let mut servers: Vec<Server> = Vec::new();
-    // Nova's name filter is a regex matched as a substring: only the exact name counts.
-    let listed: Option<Vec<Server>> = match &target.server_name {
-        Some(name) => match cloud.list_servers(Some(&exact_name_filter(name))).await {
-            Ok(found) => Some(found.into_iter().filter(|s| &s.name == name).collect()),
+/// One cleanup in progress: what it did so far, and the first thing that failed.
+struct CleanupRun<'a> {
+    cloud: &'a dyn Cloud,
+    policy: &'a CleanupPolicy,
+    report: CleanupReport,
+    first_error: Option<CloudError>,
+}
+
+impl CleanupRun<'_> {
+    /// A failure does not stop the cleanup: the rest can still be released.
+    fn note(&mut self, e: CloudError) {
+        tracing::warn!(error = %e, "cleanup step failed");
+        if self.first_error.is_none() {
+            self.first_error = Some(e);
+        }
+    }
+
+    /// This job's servers: the one whose id is in the job state (if it carries this job's
+    /// ownership), and any other with the exact name and this job's ownership.
+    async fn find_servers(&mut self, target: &CleanupTarget) -> Vec<Server> {
+        let owner = &target.owner;
+        let listed = match &target.server_name {
+            Some(name) => self.list_by_exact_name(name).await,
+            None => None,
+        };
+        let mut servers: Vec<Server> = Vec::new();
+        if let Some(id) = &target.server_id {
+            let by_id = match listed.iter().flatten().find(|s| &s.id == id) {
+                Some(s) => Ok(Some(s.clone())),
+                None => self.cloud.get_server(id).await,
+            };
+            match by_id {
+                Ok(Some(s)) if owner.owns(&s.metadata) => servers.push(s),
+                Ok(Some(s)) => {
+                    tracing::warn!(server = %s.id, "server in the job state lacks this job's ownership metadata; not deleting it");
+                    self.report.servers_refused.push(s.id);
+                }
+                Ok(None) => {}
+                Err(e) => self.note(e),
+            }
+        }
+        for s in listed.into_iter().flatten() {
+            let already = servers.iter().any(|x| x.id == s.id)
+                || self.report.servers_refused.iter().any(|id| id == &s.id);
+            if !already && owner.owns(&s.metadata) && s.status != "DELETED" {
+                servers.push(s);
+            }
+        }
+        servers
+    }
+
+    /// The servers named exactly `name`, or `None` when they cannot be listed.
+    async fn list_by_exact_name(&mut self, name: &str) -> Option<Vec<Server>> {
+        // Nova's name filter is a regex matched as a substring: only the exact name counts.
+        match self
+            .cloud
+            .list_servers(Some(&exact_name_filter(name)))
+            .await
+        {
+            Ok(found) => Some(found.into_iter().filter(|s| s.name == name).collect()),
             Err(e) => {
-                note(e, &mut first_error);
+                self.note(e);
                 None
             }
-        },
-        None => None,
-    };
-    if let Some(id) = &target.server_id {
-        let by_id = match listed.iter().flatten().find(|s| &s.id == id) {
-            Some(s) => Ok(Some(s.clone())),
-            None => cloud.get_server(id).await,
-        };
-        match by_id {
-            Ok(Some(s)) if owner.owns(&s.metadata) => servers.push(s),
-            Ok(Some(s)) => {
-                tracing::warn!(server = %s.id, "server in the job state lacks this job's ownership metadata; not deleting it");
-                report.servers_refused.push(s.id);
-            }
-            Ok(None) => {}
-            Err(e) => note(e, &mut first_error),
-        }
-    }
-    for s in listed.into_iter().flatten() {
-        let already = servers.iter().any(|x| x.id == s.id)
-            || report.servers_refused.iter().any(|id| id == &s.id);
-        if !already && owner.owns(&s.metadata) && s.status != "DELETED" {
-            servers.push(s);
         }
     }
 
-    // Floating IPs first: released with the port, they would otherwise linger unassociated.
-    let marker = owner.marker();
-    let mut fips: BTreeSet<String> = target.floating_ip_ids.iter().cloned().collect();
-    let shows_floating = |s: &Server| {
-        s.addresses
+    /// The floating IPs in the job state, and those with this job's marker on the servers'
+    /// ports (looked for only where the policy or a server's floating address says so).
+    async fn release_floating_ips(&mut self, target: &CleanupTarget, servers: &[Server]) {
+        let marker = target.owner.marker();
+        let mut fips: BTreeSet<String> = target.floating_ip_ids.iter().cloned().collect();
+        let shows_floating = |s: &Server| {
+            s.addresses
+                .iter()
+                .any(|a| a.kind == super::server::AddressKind::Floating)
+        };
+        for s in servers
             .iter()
-            .any(|a| a.kind == super::server::AddressKind::Floating)
-    };
-    for s in servers
-        .iter()
-        .filter(|s| policy.find_floating_ips || shows_floating(s))
-    {
-        match cloud.server_ports(&s.id).await {
-            Ok(ports) => {
-                for p in ports {
-                    match cloud.floating_ips_on_port(&p.id).await {
-                        Ok(list) => fips.extend(
-                            list.into_iter()
-                                .filter(|f| f.description == marker)
-                                .map(|f| f.id),
-                        ),
-                        Err(e) => note(e, &mut first_error),
+            .filter(|s| self.policy.find_floating_ips || shows_floating(s))
+        {
+            match self.cloud.server_ports(&s.id).await {
+                Ok(ports) => {
+                    for p in ports {
+                        match self.cloud.floating_ips_on_port(&p.id).await {
+                            Ok(list) => fips.extend(
+                                list.into_iter()
+                                    .filter(|f| f.description == marker)
+                                    .map(|f| f.id),
+                            ),
+                            Err(e) => self.note(e),
+                        }
+                    }
+                }
+                Err(e) => self.note(e),
+            }
+        }
+        for id in fips {
+            match self.cloud.delete_floating_ip(&id).await {
+                Ok(()) => self.report.floating_ips_released.push(id),
+                Err(e) => self.note(e),
+            }
+        }
+    }
+
+    async fn request_server_deletes(&mut self, servers: &[Server]) {
+        for s in servers {
+            if let Err(e) = self.cloud.delete_server(&s.id).await {
+                self.note(e);
+            }
+        }
+    }
+
+    /// Polls until every server is gone or `deadline` passes, which is an error naming the
+    /// ones still there.
+    async fn wait_until_servers_gone(&mut self, servers: &[Server], deadline: Instant) {
+        let mut pending: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for id in pending {
+                match gone(self.cloud, &id).await {
+                    Ok(true) => self.report.servers_deleted.push(id),
+                    Ok(false) => still.push(id),
+                    Err(e) => {
+                        self.note(e);
+                        still.push(id);
                     }
                 }
             }
-            Err(e) => note(e, &mut first_error),
-        }
-    }
-    for id in fips {
-        match cloud.delete_floating_ip(&id).await {
-            Ok(()) => report.floating_ips_released.push(id),
-            Err(e) => note(e, &mut first_error),
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let timeout = Duration::from_secs(self.policy.timeout.as_secs());
+                self.note(CloudError::new(
+                    CloudErrorKind::Timeout,
+                    "delete server",
+                    format!("servers {}", pending.join(", ")),
+                    format!(
+                        "still present {} after the delete request",
+                        humantime::format_duration(timeout)
+                    ),
+                ));
+                break;
+            }
+            tokio::time::sleep(self.policy.interval).await;
         }
     }
 
-    // A boot volume kept past termination was made for this job, whether or not its id
-    // reached the job state before prepare died.
-    let volumes: BTreeSet<String> = target
+    async fn delete_keypair(&mut self, target: &CleanupTarget) {
+        if let Some(name) = &target.keypair_name {
+            match self.cloud.delete_keypair(name).await {
+                Ok(()) => self.report.keypair_deleted = true,
+                Err(e) => self.note(e),
+            }
+        }
+    }
+
+    /// Nova deletes these itself; deleting again after the server is gone only makes sure, so
+    /// a failure there (or a cloud without Cinder in the catalog) is a warning, not an error.
+    async fn make_sure_nova_deleted(&mut self, volumes: BTreeSet<String>) {
+        for id in volumes {
+            match self.cloud.volume_exists(&id).await {
+                Ok(false) => {}
+                Ok(true) => match self.cloud.delete_volume(&id).await {
+                    Ok(()) => self.report.volumes_deleted.push(id),
+                    Err(e) => tracing::warn!(error = %e, "volume Nova should have deleted is left"),
+                },
+                Err(e) => tracing::debug!(error = %e, "cannot check a volume Nova deletes"),
+            }
+        }
+    }
+
+    /// Deletes the volumes that outlive their server, retrying until `deadline` while Cinder
+    /// still refuses: a volume stays "in-use"/"detaching" for a moment after its server is gone.
+    async fn delete_kept_volumes(&mut self, volumes: BTreeSet<String>, deadline: Instant) {
+        for id in volumes {
+            loop {
+                match self.cloud.delete_volume(&id).await {
+                    Ok(()) => {
+                        self.report.volumes_deleted.push(id);
+                        break;
+                    }
+                    Err(e)
+                        if matches!(e.kind, CloudErrorKind::Invalid | CloudErrorKind::Conflict)
+                            && e.status.is_some()
+                            && Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(self.policy.interval).await;
+                    }
+                    Err(e) => {
+                        self.note(e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The volumes this job must delete itself: those in the job state, and those of its servers
+/// kept past termination. A boot volume kept past termination was made for this job, whether
+/// or not its id reached the job state before prepare died.
+fn kept_volumes(target: &CleanupTarget, servers: &[Server]) -> BTreeSet<String> {
+    target
         .volume_ids
         .iter()
         .cloned()
@@ -185,99 +332,15 @@ pub async fn cleanup(
                 .filter(|v| !v.delete_on_termination)
                 .map(|v| v.id.clone()),
         )
-        .collect();
-    // Nova deletes these itself; deleting again after the server is gone only makes sure, so
-    // a failure there (or a cloud without Cinder in the catalog) is a warning, not an error.
-    let nova_deletes: BTreeSet<String> = servers
+        .collect()
+}
+
+/// The servers' volumes that Nova deletes with them (and that are not also `kept`).
+fn volumes_nova_deletes(servers: &[Server], kept: &BTreeSet<String>) -> BTreeSet<String> {
+    servers
         .iter()
         .flat_map(|s| s.volumes.iter())
-        .filter(|v| v.delete_on_termination && !volumes.contains(&v.id))
+        .filter(|v| v.delete_on_termination && !kept.contains(&v.id))
         .map(|v| v.id.clone())
-        .collect();
-
-    for s in &servers {
-        if let Err(e) = cloud.delete_server(&s.id).await {
-            note(e, &mut first_error);
-        }
-    }
-    let deadline = Instant::now() + policy.timeout;
-    let mut pending: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
-    while !pending.is_empty() {
-        let mut still = Vec::new();
-        for id in pending {
-            match gone(cloud, &id).await {
-                Ok(true) => report.servers_deleted.push(id),
-                Ok(false) => still.push(id),
-                Err(e) => {
-                    note(e, &mut first_error);
-                    still.push(id);
-                }
-            }
-        }
-        pending = still;
-        if pending.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            note(
-                CloudError::new(
-                    CloudErrorKind::Timeout,
-                    "delete server",
-                    format!("servers {}", pending.join(", ")),
-                    format!(
-                        "still present {} after the delete request",
-                        humantime::format_duration(Duration::from_secs(policy.timeout.as_secs()))
-                    ),
-                ),
-                &mut first_error,
-            );
-            break;
-        }
-        tokio::time::sleep(policy.interval).await;
-    }
-
-    if let Some(name) = &target.keypair_name {
-        match cloud.delete_keypair(name).await {
-            Ok(()) => report.keypair_deleted = true,
-            Err(e) => note(e, &mut first_error),
-        }
-    }
-
-    for id in nova_deletes {
-        match cloud.volume_exists(&id).await {
-            Ok(false) => {}
-            Ok(true) => match cloud.delete_volume(&id).await {
-                Ok(()) => report.volumes_deleted.push(id),
-                Err(e) => tracing::warn!(error = %e, "volume Nova should have deleted is left"),
-            },
-            Err(e) => tracing::debug!(error = %e, "cannot check a volume Nova deletes"),
-        }
-    }
-    for id in volumes {
-        // A volume stays "in-use"/"detaching" for a moment after its server is gone.
-        loop {
-            match cloud.delete_volume(&id).await {
-                Ok(()) => {
-                    report.volumes_deleted.push(id);
-                    break;
-                }
-                Err(e)
-                    if matches!(e.kind, CloudErrorKind::Invalid | CloudErrorKind::Conflict)
-                        && e.status.is_some()
-                        && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(policy.interval).await;
-                }
-                Err(e) => {
-                    note(e, &mut first_error);
-                    break;
-                }
-            }
-        }
-    }
-
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(report),
-    }
+        .collect()
 }
