@@ -67,10 +67,21 @@ fn a_burst_larger_than_the_pool_gives_every_vm_to_one_job_and_the_rest_provision
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let claimed = claimed_names(&stdout);
     let unique: HashSet<_> = claimed.iter().collect();
-    assert_eq!(unique.len(), claimed.len(), "a VM claimed twice: {claimed:?}");
-    assert!(claimed.len() >= 2, "the two warm VMs were used: {claimed:?}");
+    assert_eq!(
+        unique.len(),
+        claimed.len(),
+        "a VM claimed twice: {claimed:?}"
+    );
+    assert!(
+        claimed.len() >= 2,
+        "the two warm VMs were used: {claimed:?}"
+    );
     let cold = stdout.matches("gave way to `provision`").count();
-    assert_eq!(claimed.len() + cold, 6, "every job got a VM one way: {stdout}");
+    assert_eq!(
+        claimed.len() + cold,
+        6,
+        "every job got a VM one way: {stdout}"
+    );
     assert_eq!(stdout.matches(": success in").count(), 6, "{stdout}");
     assert!(stdout.contains("simulated cloud after the jobs: 0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes"), "{stdout}");
 }
@@ -82,5 +93,8 @@ fn without_a_daemon_the_pooled_recipe_provisions_inline_and_the_job_succeeds() {
     assert!(stdout.contains("gave way to `provision`"), "{stdout}");
     assert!(stdout.contains("no pool daemon answers"), "{stdout}");
     assert!(claimed_names(&stdout).is_empty());
-    assert!(stdout.contains("simulated cloud after the jobs: 0 servers"), "{stdout}");
+    assert!(
+        stdout.contains("simulated cloud after the jobs: 0 servers"),
+        "{stdout}"
+    );
 }

@@ -71,7 +71,7 @@ impl Default for Metrics {
         );
         registry.register(
             "executor_pool_claims",
-            "Claims by result: hit (a warm VM), miss (none ready), dead (a VM failed its re-check)",
+            "Claims by result: hit (a warm VM, confirmed), miss (none ready), dead (a VM failed its re-check), abandoned (the job did not confirm)",
             claims.clone(),
         );
         registry.register(
