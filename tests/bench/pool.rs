@@ -95,13 +95,19 @@ async fn main() {
         .stderr(std::fs::File::create(dir.path().join("daemon.log")).expect("log"))
         .spawn()
         .expect("executor pool");
-    let socket = dir.path().join("pool.sock");
+    let socket = dir.path().join("run").join("pool.sock");
     let warm_up = std::time::Instant::now();
     loop {
         if let Ok((idle, _)) = executor_pool::status(&socket, Duration::from_secs(1)).await
             && idle >= plan.idle
         {
             break;
+        }
+        if let Ok(Some(status)) = daemon.try_wait() {
+            panic!(
+                "the daemon exited ({status}): {}",
+                std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
+            );
         }
         assert!(warm_up.elapsed() < Duration::from_secs(600), "the pool never filled");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -183,7 +189,7 @@ fn write_recipe(dir: &Path, plan: &Plan) -> PathBuf {
         repo().join("recipes/pooled.yaml").display(),
         plan.idle,
         plan.idle as usize + plan.jobs,
-        dir.join("pool.sock").display(),
+        dir.join("run").join("pool.sock").display(),
         dir.join("pool-state").display(),
     );
     std::fs::write(&path, text).expect("recipe");
