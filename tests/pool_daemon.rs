@@ -549,3 +549,28 @@ async fn a_vm_whose_job_never_confirms_the_claim_is_deleted() {
     );
     assert!(daemon_log(&cloud).contains("did not take VM"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_stopped_while_vms_boot_deletes_them_before_it_exits() {
+    let cloud = Cloud::start_with(|o| o.build_delay = Duration::from_secs(3)).await;
+    let recipe = override_recipe(&cloud, 3, "");
+    let mut daemon = Daemon::start(&cloud, &recipe);
+    // Stop while at least one VM is in BUILD.
+    for _ in 0..300 {
+        if cloud.sim.counts().servers >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cloud.sim.counts().servers >= 1, "{}", daemon_log(&cloud));
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait_exit().await.success(), "{}", daemon_log(&cloud));
+    let counts = crate::e2e_support::settled_counts(&cloud.sim).await;
+    assert_eq!(
+        crate::e2e_support::leaked(&counts),
+        0,
+        "{}\n{}",
+        crate::e2e_support::describe(&counts),
+        daemon_log(&cloud)
+    );
+}

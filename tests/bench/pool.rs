@@ -4,7 +4,8 @@
 //! inline. Prints a markdown report: prepare on a hit, prepare on a miss minus the boot,
 //! successes, VMs claimed twice, leaks.
 //!
-//! `cargo bench --bench pool` (about 2 minutes); `EXECUTOR_BENCH_QUICK=1` for a smoke run.
+//! `cargo bench --bench pool` (about 2 minutes); `EXECUTOR_BENCH_QUICK=1` for a smoke run;
+//! `EXECUTOR_BENCH_POOL_JOBS=10` for a burst no larger than the pool (hits only).
 
 #[path = "stats.rs"]
 #[allow(dead_code)]
@@ -56,6 +57,10 @@ async fn main() {
             jobs: 50,
         }
     };
+    let mut plan = plan;
+    if let Some(n) = std::env::var("EXECUTOR_BENCH_POOL_JOBS").ok().and_then(|v| v.parse().ok()) {
+        plan.jobs = n;
+    }
     let dir = tempfile::Builder::new()
         .prefix("executor-bench-pool-")
         .tempdir()

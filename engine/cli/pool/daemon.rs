@@ -43,6 +43,8 @@ pub struct Daemon {
     pub log: JobLog,
     pub stop: CancellationToken,
     pub(super) pacing: Mutex<Pacing>,
+    /// The `provision` runs in flight.
+    pub(super) making: Mutex<tokio::task::JoinSet<()>>,
     /// Held while the daemon lives: `executor gc` spares a live daemon's idle VMs.
     _lock: DaemonLock,
 }
@@ -152,6 +154,7 @@ impl Daemon {
                 next_create: Instant::now(),
                 failures_in_a_row: 0,
             }),
+            making: Mutex::new(tokio::task::JoinSet::new()),
             _lock: lock,
         });
         daemon.adopt_leftovers().await;
@@ -214,6 +217,20 @@ impl Daemon {
     }
 
     async fn shut_down(&self) {
+        // The stop token cancelled every provision in flight; each deletes its VM. Wait for
+        // them (bounded), or the VMs they were making would outlive the daemon.
+        let mut making = std::mem::take(&mut *self.making.lock().unwrap_or_else(|p| p.into_inner()));
+        if !making.is_empty() {
+            self.log.info(&format!(
+                "stopping; waiting for {} VM(s) being made to be deleted",
+                making.len()
+            ));
+            let drained = async { while making.join_next().await.is_some() {} };
+            if tokio::time::timeout(Duration::from_secs(300), drained).await.is_err() {
+                self.log
+                    .warn("VMs being made were not all deleted in 5 minutes; gc will reap them");
+            }
+        }
         let vms: Vec<Vm> = self
             .vms
             .lock()

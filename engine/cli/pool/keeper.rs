@@ -50,7 +50,11 @@ impl Daemon {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(vm.clone());
             let me = self.clone();
-            tokio::spawn(async move {
+            // Tracked, so that a stopping daemon waits for each VM it is making to be ready or
+            // deleted before it exits.
+            let mut making = self.making.lock().unwrap_or_else(|p| p.into_inner());
+            while making.try_join_next().is_some() {}
+            making.spawn(async move {
                 // Jobs come first: a create starts only while Nova's absolute limits leave room
                 // for one more server (an instance, a core and a MB of RAM; the flavor's size
                 // is not looked at). A full quota skips this round without counting a failure.
