@@ -63,7 +63,9 @@ fn field_types_are_readable() {
         "list of [Thing](#type-thing)"
     );
     assert_eq!(
-        ty(serde_json::json!({"type": "string", "pattern": executor_foundation::durations::DURATION_PATTERN})),
+        ty(
+            serde_json::json!({"type": "string", "pattern": executor_foundation::durations::DURATION_PATTERN})
+        ),
         "duration"
     );
     assert_eq!(ty(serde_json::json!({})), "any");

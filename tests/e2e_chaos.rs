@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e_support::{Cloud, default_recipe, describe, leaked, settled_counts};
-use gitlab_runner_standin::{Job, JobResult, JobStatus, RunOptions, Runner};
 use executor_simulator::Scope;
+use gitlab_runner_standin::{Job, JobResult, JobStatus, RunOptions, Runner};
 
 /// splitmix64: tiny, seedable and the same on every platform, so a seed replays the draws.
 struct Rng(u64);

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use e2e_support::{Cloud, default_recipe, describe, driver, leaked};
 use executor_cloud::ownership::{META_CREATED, Ownership};
 use executor_cloud::{Cloud as _, CloudSettings, OpenStack, job_keypair_name};
-use gitlab_runner_standin::{Job, JobStatus, Runner};
 use executor_simulator::CLOUD_NAME;
+use gitlab_runner_standin::{Job, JobStatus, Runner};
 use serde_json::json;
 
 const OWNER: &str = "e2e-gc";

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use e2e_support::{Cloud, describe, explain, leaked, line_value, run_bounded, wait_gone};
-use gitlab_runner_standin::{Job, JobArtifacts, JobControl, JobStatus, RunOptions, When};
 use executor_simulator::SshMode;
+use gitlab_runner_standin::{Job, JobArtifacts, JobControl, JobStatus, RunOptions, When};
 
 const OWNER: &str = "e2e-jobs";
 

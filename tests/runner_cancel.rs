@@ -4,7 +4,9 @@ use crate::runner_support;
 
 use std::time::Duration;
 
-use gitlab_runner_standin::{JobArtifacts, JobCache, JobControl, JobStatus, RunOptions, Runner, When};
+use gitlab_runner_standin::{
+    JobArtifacts, JobCache, JobControl, JobStatus, RunOptions, Runner, When,
+};
 use runner_support::{FakeDriver, job, run_bounded};
 
 /// The build_script run_exec starts a background helper in its process group and waits; every

@@ -5,9 +5,7 @@ use crate::ssh_support;
 use std::time::Duration;
 
 use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig};
-use executor_ssh::{
-    HostKeyPolicy, ProbeOptions, ScriptOptions, SshError, generate_job_key, probe,
-};
+use executor_ssh::{HostKeyPolicy, ProbeOptions, ScriptOptions, SshError, generate_job_key, probe};
 use ssh_support::{Collector, Fixture, gone, run_and_cancel_once_started, sh};
 use tokio_util::sync::CancellationToken;
 

@@ -38,7 +38,8 @@ async fn pinned_at_first_contact_then_a_changed_key_is_refused_and_the_script_ne
 
     // Another machine answers on the same address (IP reuse, man in the middle).
     let marker = fx.remote_dir().join("script-ran");
-    let mut config = executor_simulator::openssh_server::OpenSshServerConfig::new(vec![fx.public.clone()]);
+    let mut config =
+        executor_simulator::openssh_server::OpenSshServerConfig::new(vec![fx.public.clone()]);
     config.listen = fx.server.addr().ip();
     config.port = Some(fx.server.port());
     fx.server.kill();

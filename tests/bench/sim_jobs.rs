@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use executor_simulator::{CLOUD_NAME, Counts, RequestRecord, SimCloud, SimOptions, SshMode};
 use gitlab_runner_standin::simulate::driver_args;
 use gitlab_runner_standin::{Job, JobResult, JobStatus, RunOptions, Runner, RunnerConfig};
-use executor_simulator::{CLOUD_NAME, Counts, RequestRecord, SimCloud, SimOptions, SshMode};
 
 use super::proc_usage::unix_ns;
 use super::stage_wrapper::{self, Record};

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gitlab_runner_standin::{Job, JobResult, RunOptions, Runner, RunnerConfig};
 use executor_simulator::{CLOUD_NAME, Counts, SimCloud, SimOptions};
+use gitlab_runner_standin::{Job, JobResult, RunOptions, Runner, RunnerConfig};
 
 /// The shipped default recipe.
 pub fn default_recipe() -> PathBuf {
@@ -86,14 +86,21 @@ impl Cloud {
                 self.dir.path().join("cache").display().to_string(),
             ),
             ("BUILDS_DIR_IS_SHARED".into(), "true".into()),
+            // The driver's name-lookup cache stays in the test's directory, out of /home.
+            (
+                "XDG_CACHE_HOME".into(),
+                self.dir.path().join("cache-home").display().to_string(),
+            ),
         ]
     }
 
     /// A runner whose four stages call `executor --recipe <recipes> <stage>`, with gitlab-runner's
     /// waits shrunk for tests.
     pub fn runner_config(&self, recipes: &[PathBuf], owner: &str) -> RunnerConfig {
-        let mut cfg =
-            RunnerConfig::single_binary(driver(), gitlab_runner_standin::simulate::driver_args(recipes));
+        let mut cfg = RunnerConfig::single_binary(
+            driver(),
+            gitlab_runner_standin::simulate::driver_args(recipes),
+        );
         cfg.service_env = self.service_env(owner);
         cfg.preparation_retry_interval = Duration::from_millis(100);
         cfg.graceful_kill_timeout = Duration::from_secs(20);
