@@ -432,6 +432,25 @@ mod tests {
     }
 
     #[test]
+    fn a_value_from_the_context_is_data_never_a_template() {
+        // Job variables reach templates as values: a pipeline that sets one to template
+        // syntax gets that text back, not its evaluation (ARCHITECTURE.md, invariants).
+        let t = Templater::new();
+        let ctx = to_value(&json!({
+            "job": {"X": "{{ env.HOME }}{% if true %}!{% endif %}"},
+            "env": {"HOME": "/root"},
+        }));
+        assert_eq!(
+            t.render_str("{{ job.X }}", &ctx).unwrap(),
+            json!("{{ env.HOME }}{% if true %}!{% endif %}")
+        );
+        assert_eq!(
+            t.render_str("at {{ job.X }}", &ctx).unwrap(),
+            json!("at {{ env.HOME }}{% if true %}!{% endif %}")
+        );
+    }
+
+    #[test]
     fn referenced_names_are_nested() {
         let t = Templater::new();
         let names = t
