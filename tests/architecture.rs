@@ -550,7 +550,7 @@ const DRIVER_RULES: [Rule; 4] = [
     },
     Rule {
         under: "interpreter",
-        forbidden: Forbidden::Crates(&["executor_cloud", "executor_ssh"]),
+        forbidden: Forbidden::Crates(&["executor_cloud", "executor_ssh", "executor_pool"]),
         why: "the interpreter knows steps only as `StepKind::run`; back ends are the steps' business",
     },
 ];
