@@ -38,7 +38,7 @@ fn simulate(extra: &[&str]) -> (i32, String, String) {
 }
 
 /// The names in "claimed warm VM <name>" lines of the job logs.
-fn claimed_names(log: &str) -> Vec<String> {
+pub fn claimed_names(log: &str) -> Vec<String> {
     log.lines()
         .filter_map(|l| l.split("claimed warm VM ").nth(1))
         .filter_map(|rest| rest.split_whitespace().next())

@@ -11,6 +11,7 @@ use executor_pool::{Claim, Owner};
 use serde_json::{Map, Value as Json, json};
 
 use crate::e2e_support::{Cloud, driver, repo};
+use crate::pool::claimed_names;
 
 const OWNER: &str = "pool-test";
 
@@ -500,14 +501,6 @@ async fn pool_chaos_no_job_fails_because_of_the_pool_and_nothing_leaks() {
         claimed.len(),
         out.lines().last().unwrap_or_default()
     );
-}
-
-fn claimed_names(log: &str) -> Vec<String> {
-    log.lines()
-        .filter_map(|l| l.split("claimed warm VM ").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

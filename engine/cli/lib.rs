@@ -6,3 +6,5 @@ pub mod cli;
 pub mod commands;
 mod logging;
 pub mod pool;
+mod recipe_files;
+mod signals;

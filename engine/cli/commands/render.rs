@@ -9,8 +9,6 @@ use minijinja::value::{Object, ObjectRepr, Value};
 use serde_json::{Map, Value as Json};
 
 use executor_driver::interpreter::Interpreter;
-use executor_driver::recipe::diagnostics;
-use executor_driver::recipe::loader;
 use executor_driver::steps::context::RunArgs;
 use executor_driver::template::context::{ContextParts, Environment};
 use executor_foundation::job_log::JobLog;
@@ -19,15 +17,8 @@ use executor_foundation::redact::Redactor;
 use executor_foundation::stage::Stage;
 
 pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) -> i32 {
-    let loaded = match loader::load(recipes) {
-        Ok(l) => l,
-        Err(problems) => {
-            eprint!(
-                "{}",
-                diagnostics::render(&problems, diagnostics::use_color())
-            );
-            return 1;
-        }
+    let Ok(loaded) = crate::recipe_files::load_or_report(recipes) else {
+        return 1;
     };
     let environment = match env_file {
         Some(path) => match std::fs::read_to_string(path) {

@@ -10,7 +10,6 @@ use executor_driver::interpreter::Interpreter;
 use executor_driver::recipe::config_block::ConfigBlock;
 use executor_driver::recipe::deferred::Deferred;
 use executor_driver::recipe::diagnostics;
-use executor_driver::recipe::loader;
 use executor_driver::steps::context::RunArgs;
 use executor_driver::template::context::Environment;
 use executor_foundation::exit_codes::{ExitCodes, Outcome};
@@ -31,16 +30,11 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
         ));
         return exit.system_failure;
     }
-    let loaded = match loader::load(recipes) {
+    let loaded = match crate::recipe_files::load_or_report(recipes) {
         Ok(l) => l,
-        Err(problems) => {
-            eprint!(
-                "{}",
-                diagnostics::render(&problems, diagnostics::use_color())
-            );
+        Err(count) => {
             log.error(&format!(
-                "the recipe has {} problem(s); run `executor lint` on it",
-                problems.list.len()
+                "the recipe has {count} problem(s); run `executor lint` on it"
             ));
             return exit.system_failure;
         }
@@ -58,7 +52,7 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
     let started = std::time::Instant::now();
     let outcome = runtime.block_on(async {
         let cancel = CancellationToken::new();
-        cancel_on_signals(cancel.clone());
+        crate::signals::cancel_on_signals(cancel.clone());
         let mut state = match JobState::load(&job_state::default_dir()) {
             Ok(s) => s,
             Err(e) => {
@@ -152,17 +146,3 @@ async fn report_to_pool(
     .await;
 }
 
-/// gitlab-runner sends SIGTERM to the whole process group on cancel or timeout.
-fn cancel_on_signals(cancel: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
-        let cancel = cancel.clone();
-        if let Ok(mut s) = signal(kind) {
-            tokio::spawn(async move {
-                if s.recv().await.is_some() {
-                    cancel.cancel();
-                }
-            });
-        }
-    }
-}

@@ -13,7 +13,6 @@ use executor_cloud::OpenStack;
 use executor_cloud::backend::Cloud;
 use executor_driver::interpreter::Interpreter;
 use executor_driver::recipe::LoadedRecipe;
-use executor_driver::recipe::{diagnostics, loader};
 use executor_driver::steps::cloud_glue::settings_of;
 use executor_driver::template::context::Environment;
 use executor_foundation::exit_codes::ExitCodes;
@@ -57,15 +56,8 @@ pub(super) struct Pacing {
 
 pub fn run(recipes: &[PathBuf], _args: PoolArgs) -> i32 {
     let log = JobLog::stderr(Redactor::from_env(), false);
-    let loaded = match loader::load(recipes) {
-        Ok(l) => l,
-        Err(problems) => {
-            eprint!(
-                "{}",
-                diagnostics::render(&problems, diagnostics::use_color())
-            );
-            return 2;
-        }
+    let Ok(loaded) = crate::recipe_files::load_or_report(recipes) else {
+        return 2;
     };
     if loaded.recipe.pool.is_none() {
         log.error("the recipe has no `pool:` block: nothing to keep warm");
@@ -194,7 +186,7 @@ impl Daemon {
             self.settings.warm.len()
         ));
         tokio::spawn(super::claims::serve(self.clone(), listener));
-        shutdown_on_signals(self.stop.clone());
+        crate::signals::cancel_on_signals(self.stop.clone());
         let mut last_health = Instant::now();
         while !self.stop.is_cancelled() {
             self.replace_old().await;
@@ -302,17 +294,3 @@ pub(super) fn warm_key(w: &executor_pool::WarmKey) -> Map<String, Json> {
         .collect()
 }
 
-/// systemd and container runtimes stop a service with SIGTERM; Ctrl-C sends SIGINT.
-fn shutdown_on_signals(stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
-        let stop = stop.clone();
-        if let Ok(mut s) = signal(kind) {
-            tokio::spawn(async move {
-                if s.recv().await.is_some() {
-                    stop.cancel();
-                }
-            });
-        }
-    }
-}
