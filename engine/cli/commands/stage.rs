@@ -145,4 +145,3 @@ async fn report_to_pool(
     )
     .await;
 }
-

@@ -211,14 +211,18 @@ impl Daemon {
     async fn shut_down(&self) {
         // The stop token cancelled every provision in flight; each deletes its VM. Wait for
         // them (bounded), or the VMs they were making would outlive the daemon.
-        let mut making = std::mem::take(&mut *self.making.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut making =
+            std::mem::take(&mut *self.making.lock().unwrap_or_else(|p| p.into_inner()));
         if !making.is_empty() {
             self.log.info(&format!(
                 "stopping; waiting for {} VM(s) being made to be deleted",
                 making.len()
             ));
             let drained = async { while making.join_next().await.is_some() {} };
-            if tokio::time::timeout(Duration::from_secs(300), drained).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(300), drained)
+                .await
+                .is_err()
+            {
                 self.log
                     .warn("VMs being made were not all deleted in 5 minutes; gc will reap them");
             }
@@ -293,4 +297,3 @@ pub(super) fn warm_key(w: &executor_pool::WarmKey) -> Map<String, Json> {
         .map(|(k, v)| (k.clone(), Json::String(v.clone())))
         .collect()
 }
-
