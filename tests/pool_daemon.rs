@@ -206,9 +206,9 @@ async fn concurrent_claims_get_distinct_vms_and_a_miss_once_the_pool_is_empty() 
     let sock = socket(cloud.dir.path());
     let claims = (0..10).map(|job| {
         let sock = sock.clone();
-        tokio::spawn(async move {
-            claim_vm(&sock, claim_for(100 + job), Duration::from_secs(30)).await
-        })
+        tokio::spawn(
+            async move { claim_vm(&sock, claim_for(100 + job), Duration::from_secs(30)).await },
+        )
     });
     let mut hits = vec![];
     let mut misses = 0;
@@ -460,7 +460,10 @@ async fn pool_chaos_no_job_fails_because_of_the_pool_and_nothing_leaks() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     daemon.signal(libc::SIGKILL);
     daemon.wait_exit().await;
-    cloud.sim.faults().http_errors(503, 3, executor_simulator::Scope::any());
+    cloud
+        .sim
+        .faults()
+        .http_errors(503, 3, executor_simulator::Scope::any());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut daemon = Daemon::start(&cloud, &recipe);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -478,11 +481,23 @@ async fn pool_chaos_no_job_fails_because_of_the_pool_and_nothing_leaks() {
 
     assert_eq!(results.len(), jobs);
     for r in &results {
-        assert_eq!(r.status, JobStatus::Success, "{}", crate::e2e_support::explain(r));
+        assert_eq!(
+            r.status,
+            JobStatus::Success,
+            "{}",
+            crate::e2e_support::explain(r)
+        );
     }
-    let claimed: Vec<String> = results.iter().flat_map(|r| claimed_names(&r.job_log)).collect();
+    let claimed: Vec<String> = results
+        .iter()
+        .flat_map(|r| claimed_names(&r.job_log))
+        .collect();
     let distinct: HashSet<&String> = claimed.iter().collect();
-    assert_eq!(distinct.len(), claimed.len(), "a VM served two jobs: {claimed:?}");
+    assert_eq!(
+        distinct.len(),
+        claimed.len(),
+        "a VM served two jobs: {claimed:?}"
+    );
     assert!(!claimed.is_empty(), "no job was served from the pool");
 
     daemon.signal(libc::SIGTERM);

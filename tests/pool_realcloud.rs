@@ -161,7 +161,8 @@ fn a_pooled_job_claims_a_warm_vm_on_the_real_cloud_and_a_restart_adopts_the_idle
         for (k, v) in runner_env(&owner) {
             s = s.env(k, v);
         }
-        s.job_var("CI_JOB_ID", &job_id).job_var("CI_PROJECT_ID", "42")
+        s.job_var("CI_JOB_ID", &job_id)
+            .job_var("CI_PROJECT_ID", "42")
     };
     let started = Instant::now();
     let out = stage(&["prepare"]).output().unwrap();
@@ -169,14 +170,21 @@ fn a_pooled_job_claims_a_warm_vm_on_the_real_cloud_and_a_restart_adopts_the_idle
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "prepare failed:\n{err}");
     assert!(err.contains("claimed warm VM"), "{err}");
-    eprintln!("pooled prepare on the real cloud: {:.3}s", prepare.as_secs_f64());
+    eprintln!(
+        "pooled prepare on the real cloud: {:.3}s",
+        prepare.as_secs_f64()
+    );
 
     let script = job.join("script");
     std::fs::write(&script, "echo pooled-$((6*7))\n").unwrap();
     let out = stage(&["run", script.to_str().unwrap(), "build_script"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("pooled-42"));
 
     let out = stage(&["cleanup"]).output().unwrap();

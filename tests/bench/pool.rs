@@ -58,7 +58,10 @@ async fn main() {
         }
     };
     let mut plan = plan;
-    if let Some(n) = std::env::var("EXECUTOR_BENCH_POOL_JOBS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("EXECUTOR_BENCH_POOL_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         plan.jobs = n;
     }
     let dir = tempfile::Builder::new()
@@ -86,8 +89,14 @@ async fn main() {
             "EXPECTED_BOOT_TIME".into(),
             humantime::format_duration(plan.boot).to_string(),
         ),
-        ("BUILDS_DIR".into(), dir.path().join("builds").display().to_string()),
-        ("CACHE_DIR".into(), dir.path().join("cache").display().to_string()),
+        (
+            "BUILDS_DIR".into(),
+            dir.path().join("builds").display().to_string(),
+        ),
+        (
+            "CACHE_DIR".into(),
+            dir.path().join("cache").display().to_string(),
+        ),
         ("BUILDS_DIR_IS_SHARED".into(), "true".into()),
     ];
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_executor"));
@@ -114,7 +123,10 @@ async fn main() {
                 std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
             );
         }
-        assert!(warm_up.elapsed() < Duration::from_secs(600), "the pool never filled");
+        assert!(
+            warm_up.elapsed() < Duration::from_secs(600),
+            "the pool never filled"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let warm_up = warm_up.elapsed();
@@ -127,7 +139,9 @@ async fn main() {
     cfg.default_job_timeout = Duration::from_secs(600);
     let runner = Runner::new(cfg);
     let jobs = (0..plan.jobs).map(|_| Job::from_script("true")).collect();
-    let results = runner.run_jobs(jobs, plan.jobs, RunOptions::default()).await;
+    let results = runner
+        .run_jobs(jobs, plan.jobs, RunOptions::default())
+        .await;
 
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
@@ -159,10 +173,22 @@ async fn main() {
         })
         .collect();
     let twice = claimed.len() - claimed.iter().collect::<HashSet<_>>().len();
-    let ok = results.iter().filter(|r| r.status == JobStatus::Success).count();
+    let ok = results
+        .iter()
+        .filter(|r| r.status == JobStatus::Success)
+        .count();
 
-    println!("## Warm pool (simulator: {}s BUILD, sshd {}s after ACTIVE)\n", plan.boot.as_secs(), plan.sshd_after_active.as_secs_f64());
-    println!("Pool of {} idle VMs filled in {:.1}s; a burst of {} jobs at once.\n", plan.idle, warm_up.as_secs_f64(), plan.jobs);
+    println!(
+        "## Warm pool (simulator: {}s BUILD, sshd {}s after ACTIVE)\n",
+        plan.boot.as_secs(),
+        plan.sshd_after_active.as_secs_f64()
+    );
+    println!(
+        "Pool of {} idle VMs filled in {:.1}s; a burst of {} jobs at once.\n",
+        plan.idle,
+        warm_up.as_secs_f64(),
+        plan.jobs
+    );
     println!("| measure | p50 | p95 | max | target |");
     println!("|---|---|---|---|---|");
     println!(
@@ -179,7 +205,10 @@ async fn main() {
         percentile(&miss_extra, 0.95),
         percentile(&miss_extra, 1.0)
     );
-    println!("\nJobs succeeded: {ok}/{}; VMs claimed twice: {twice}; resources left after the daemon stopped: {leaked}.", plan.jobs);
+    println!(
+        "\nJobs succeeded: {ok}/{}; VMs claimed twice: {twice}; resources left after the daemon stopped: {leaked}.",
+        plan.jobs
+    );
     if ok != plan.jobs || twice != 0 || leaked != 0 {
         eprintln!("daemon log: {}", dir.path().join("daemon.log").display());
         let _ = dir.keep();

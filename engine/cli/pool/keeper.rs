@@ -149,7 +149,10 @@ impl Daemon {
         for id in ids {
             let vm = {
                 let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
-                match vms.iter_mut().find(|v| v.id == id && v.phase == Phase::Idle) {
+                match vms
+                    .iter_mut()
+                    .find(|v| v.id == id && v.phase == Phase::Idle)
+                {
                     Some(v) => {
                         v.phase = Phase::Busy;
                         v.clone()

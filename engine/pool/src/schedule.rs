@@ -173,7 +173,11 @@ mod tests {
 
     #[test]
     fn a_wrong_zone_or_time_is_refused() {
-        assert!(period(&[], "08:00", "18:00", "Mars/Olympus", 1).validate().is_err());
+        assert!(
+            period(&[], "08:00", "18:00", "Mars/Olympus", 1)
+                .validate()
+                .is_err()
+        );
         assert!(period(&[], "8am", "18:00", "UTC", 1).validate().is_err());
         assert!(period(&[], "08:00", "18:00", "UTC", 1).validate().is_ok());
     }
