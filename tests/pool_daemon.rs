@@ -582,3 +582,18 @@ async fn a_daemon_stopped_while_vms_boot_deletes_them_before_it_exits() {
         daemon_log(&cloud)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_logs_in_once_for_all_the_vms_it_makes() {
+    let cloud = Cloud::start().await;
+    let recipe = override_recipe(&cloud, 3, "");
+    let _daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 3).await;
+    let log = cloud.sim.request_log();
+    assert_eq!(
+        log.count("POST", "/identity/v3/auth/tokens"),
+        1,
+        "{:?}",
+        log.counts()
+    );
+}

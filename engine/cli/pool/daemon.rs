@@ -34,6 +34,9 @@ pub struct Daemon {
     pub settings: PoolSettings,
     pub runner: String,
     pub cloud: Arc<dyn Cloud>,
+    /// The same connection as `cloud`: its token and discovered APIs seed every `provision`
+    /// run, so that making a VM sends no login of its own.
+    pub(super) openstack: Arc<OpenStack>,
     pub root: PathBuf,
     pub vms: Mutex<Vec<Vm>>,
     /// Servers handed to jobs that may still run; they count against `max_instances`.
@@ -118,11 +121,12 @@ impl Daemon {
             .owner
             .clone()
             .unwrap_or_else(|| "executor".into());
-        let cloud: Arc<dyn Cloud> = Arc::new(
+        let openstack = Arc::new(
             OpenStack::connect(&cloud_settings)
                 .await
                 .map_err(|e| e.to_string())?,
         );
+        let cloud: Arc<dyn Cloud> = openstack.clone();
         let root = settings.state_root();
         std::fs::create_dir_all(&root)
             .and_then(|_| {
@@ -136,6 +140,7 @@ impl Daemon {
             settings,
             runner,
             cloud,
+            openstack,
             root,
             vms: Mutex::new(vec![]),
             claimed: Mutex::new(HashSet::new()),

@@ -11,7 +11,7 @@ use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 use executor_cloud::keypair::job_keypair_name;
 use executor_cloud::ownership::{Ownership, POOL_PROJECT};
 use executor_driver::interpreter::Interpreter;
-use executor_driver::steps::cloud_glue::STATE_KEYPAIR;
+use executor_driver::steps::cloud_glue::{STATE_CLOUD_SESSION, STATE_KEYPAIR};
 use executor_driver::steps::ssh_connection::{STATE_KEY_FILE, SshConnectionArgs};
 use executor_driver::template::context::Environment;
 use executor_foundation::ErrorClass;
@@ -86,6 +86,11 @@ impl Daemon {
                 return (Outcome::SystemFailure, None);
             }
         };
+        // The run connects as a job's later stage would: from a saved session (the daemon's),
+        // which the shared mechanism replaces when it is near its expiry.
+        if let Some(session) = self.openstack.saved_session().await {
+            state.set(STATE_CLOUD_SESSION, session);
+        }
         let environment = self.environment(vm);
         let exit = ExitCodes::from_lookup(|_| None);
         let interp = self.interpreter(&environment, &exit);
