@@ -207,10 +207,7 @@ async fn simulate(
     ];
     let pool = match args.pool {
         Some(ready) => {
-            let run_dir = dir.path().join("run");
-            cfg.service_env
-                .push(("XDG_RUNTIME_DIR".into(), run_dir.display().to_string()));
-            let daemon = PoolDaemon::start(&driver, &cfg, dir.path(), recipes).await?;
+            let daemon = PoolDaemon::start(&driver, &mut cfg, dir.path(), recipes).await?;
             daemon.wait_ready(ready).await;
             Some(daemon)
         }
@@ -307,13 +304,17 @@ struct PoolDaemon {
 }
 
 impl PoolDaemon {
+    /// Starts the daemon with the runner's environment, and gives that environment the
+    /// daemon's runtime directory, where the stages find its socket.
     async fn start(
         driver: &Path,
-        cfg: &RunnerConfig,
+        cfg: &mut RunnerConfig,
         dir: &Path,
         recipes: &[PathBuf],
     ) -> Result<PoolDaemon, SimulateError> {
         let run_dir = dir.join("run");
+        cfg.service_env
+            .push(("XDG_RUNTIME_DIR".into(), run_dir.display().to_string()));
         let child = tokio::process::Command::new(driver)
             .args(driver_args(recipes))
             .arg("pool")
@@ -322,7 +323,6 @@ impl PoolDaemon {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str())),
             )
-            .env("XDG_RUNTIME_DIR", &run_dir)
             .env("STATE_DIRECTORY", dir.join("pool-state"))
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
