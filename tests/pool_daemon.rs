@@ -12,6 +12,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::e2e_support::{Cloud, driver, repo};
 use crate::pool::claimed_names;
+use crate::stage_run::StageRun;
 
 const OWNER: &str = "pool-test";
 
@@ -427,9 +428,91 @@ async fn a_provision_that_always_fails_backs_off_and_counts_its_reason() {
         .await
         .unwrap();
     assert!(
-        text.contains("executor_pool_failures_total{reason=\"never_ready_other\"}"),
+        text.contains(
+            "executor_pool_failures_total{reason=\"other\",step=\"never_ready\",fault=\"\"}"
+        ),
         "{text}"
     );
+}
+
+async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The series an operator alerts on: a boot that ends in ERROR, with Nova's fault class; a job
+/// that booted its own VM (`fallback`, next to the daemon's `miss`); requests by service and
+/// status, the provision runs' included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_count_fault_classes_fallbacks_and_requests_by_service_and_status() {
+    let cloud = Cloud::start().await;
+    let port = free_port();
+    // One instance at most: once the warm VM is claimed, the next job finds nothing.
+    let recipe = override_recipe(
+        &cloud,
+        1,
+        &format!("  metrics: 127.0.0.1:{port}\n  max_instances: 1\n"),
+    );
+    cloud.sim.faults().set_create_error_share(1.0);
+    let _daemon = Daemon::start(&cloud, &recipe);
+    for _ in 0..300 {
+        if daemon_log(&cloud).contains("could not be made ready") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cloud.sim.faults().set_create_error_share(0.0);
+    wait_idle(&cloud, 1).await;
+    claim_vm(
+        &socket(cloud.dir.path()),
+        claim_for(600),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("the warm VM");
+
+    let dir = cloud.dir.path().join("job-601");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("response.json"),
+        r#"{"id": 601, "job_info": {"project_id": 7}}"#,
+    )
+    .unwrap();
+    for stage in ["prepare", "cleanup"] {
+        let mut run = StageRun::new(&dir, [stage]).recipe(&recipe);
+        for (k, v) in cloud.service_env(OWNER) {
+            run = run.env(k, v);
+        }
+        run.job_var("CI_JOB_ID", "601")
+            .job_var("CI_PROJECT_ID", "7")
+            .timeout(Duration::from_secs(120))
+            .assert()
+            .success();
+    }
+
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = scrape(port).await;
+        if text.contains("result=\"fallback\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for series in [
+        "executor_pool_failures_total{reason=\"boot_error\",step=\"server\",fault=\"no_valid_host\"}",
+        "executor_pool_claims_total{result=\"hit\"} 1",
+        "executor_pool_claims_total{result=\"miss\"} 1",
+        "executor_pool_claims_total{result=\"fallback\"} 1",
+        "executor_pool_api_requests_total{service=\"identity\",status=\"201\"}",
+        "executor_pool_api_requests_total{service=\"compute\",status=\"202\"}",
+        "executor_pool_api_requests_total{service=\"compute\",status=\"200\"}",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
 }
 
 /// The pool's chaos run: jobs keep arriving while the daemon is SIGKILLed and restarted, idle
@@ -448,7 +531,7 @@ async fn pool_chaos_no_job_fails_because_of_the_pool_and_nothing_leaks() {
     let recipe = override_recipe(&cloud, 4, "  max_instances: 40\n  health_interval: 1s\n");
     let mut daemon = Daemon::start(&cloud, &recipe);
     wait_idle(&cloud, 4).await;
-    let runner = Runner::new(cloud.runner_config(&[recipe.clone()], OWNER));
+    let runner = Runner::new(cloud.runner_config(std::slice::from_ref(&recipe), OWNER));
     let work = {
         let runner = runner.clone();
         tokio::spawn(async move {

@@ -62,6 +62,13 @@ async fn answer(daemon: Arc<Daemon>, conn: UnixStream) {
                 .observe(r.seconds);
             let _ = send(&mut write, &Reply::Noted).await;
         }
+        Request::Fallback(f) => {
+            daemon.metrics.claim("fallback");
+            daemon
+                .log
+                .info(&format!("job {} boots its own VM ({})", f.job, f.why));
+            let _ = send(&mut write, &Reply::Noted).await;
+        }
         Request::Status => {
             let (idle, booting) = {
                 let vms = daemon.vms.lock().unwrap_or_else(|p| p.into_inner());

@@ -121,6 +121,11 @@ impl Daemon {
             .owner
             .clone()
             .unwrap_or_else(|| "executor".into());
+        let metrics = Arc::new(Metrics::default());
+        let counting = metrics.clone();
+        executor_cloud::request_meter::listen(Arc::new(move |service, status| {
+            counting.api_request(service, status)
+        }));
         let openstack = Arc::new(
             OpenStack::connect(&cloud_settings)
                 .await
@@ -144,7 +149,7 @@ impl Daemon {
             root,
             vms: Mutex::new(vec![]),
             claimed: Mutex::new(HashSet::new()),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             log,
             stop: CancellationToken::new(),
             pacing: Mutex::new(Pacing {
@@ -288,11 +293,6 @@ impl Daemon {
             self.claimed_count() as i64,
         ));
         self.metrics.set_vms(&counts);
-        let sent = self.cloud.requests_sent();
-        let counted = self.metrics.api_requests.get();
-        if sent > counted {
-            self.metrics.api_requests.inc_by(sent - counted);
-        }
     }
 }
 

@@ -14,6 +14,9 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use executor_driver::interpreter::StepFailure;
+use executor_foundation::ErrorClass;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VmLabels {
     pub state: String,
@@ -25,9 +28,22 @@ pub struct ResultLabels {
     pub result: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
+/// `reason` is an error class (`boot_error`, `quota`, `timeout`, ...) for a failed `provision`,
+/// else what failed (`health_check`, `delete`, ...); `step` is the `provision` step that failed;
+/// `fault` is Nova's fault class for `boot_error`. Unused labels are empty, which Prometheus
+/// treats as absent.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
     pub reason: String,
+    pub step: String,
+    pub fault: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub service: String,
+    /// The HTTP status, or `none` when no answer came.
+    pub status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,10 +60,10 @@ pub struct Metrics {
     registry: Registry,
     pub vms: Family<VmLabels, Gauge>,
     pub claims: Family<ResultLabels, Counter>,
-    pub failures: Family<ReasonLabels, Counter>,
+    pub failures: Family<FailureLabels, Counter>,
     pub time_to_ready: Histogram,
     pub stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
-    pub api_requests: Counter,
+    pub api_requests: Family<ApiLabels, Counter>,
     /// The series of `vms` set last, so that a state no VM is in any more reads 0.
     shown: Mutex<Vec<VmLabels>>,
 }
@@ -57,13 +73,13 @@ impl Default for Metrics {
         let mut registry = Registry::default();
         let vms = Family::<VmLabels, Gauge>::default();
         let claims = Family::<ResultLabels, Counter>::default();
-        let failures = Family::<ReasonLabels, Counter>::default();
+        let failures = Family::<FailureLabels, Counter>::default();
         let time_to_ready = seconds_histogram();
         let stage_seconds =
             Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 seconds_histogram,
             );
-        let api_requests = Counter::default();
+        let api_requests = Family::<ApiLabels, Counter>::default();
         registry.register(
             "executor_pool_vms",
             "VMs of the pool by state (booting, idle, checking) and pool key",
@@ -71,7 +87,7 @@ impl Default for Metrics {
         );
         registry.register(
             "executor_pool_claims",
-            "Claims by result: hit (a warm VM, confirmed), miss (none ready), dead (a VM failed its re-check), abandoned (the job did not confirm)",
+            "Claims by result: hit (a warm VM, confirmed), miss (none ready), dead (a VM failed its re-check), abandoned (the job did not confirm), fallback (a job that booted its own VM told us so)",
             claims.clone(),
         );
         registry.register(
@@ -91,7 +107,7 @@ impl Default for Metrics {
         );
         registry.register(
             "executor_pool_api_requests",
-            "OpenStack API requests the daemon sent",
+            "OpenStack API requests this process sent (its own and its provision runs'), by service and HTTP status",
             api_requests.clone(),
         );
         Metrics {
@@ -121,10 +137,42 @@ impl Metrics {
         }
     }
 
+    /// A failure outside `provision`: `health_check`, `claim_metadata`, `delete`, ...
     pub fn failure(&self, reason: &str) {
         self.failures
-            .get_or_create(&ReasonLabels {
+            .get_or_create(&FailureLabels {
                 reason: reason.into(),
+                ..FailureLabels::default()
+            })
+            .inc();
+    }
+
+    /// A `provision` run that did not make a ready VM.
+    pub fn provision_failure(&self, failed: Option<&StepFailure>) {
+        let labels = match failed {
+            // The variables did not evaluate, or the run was cancelled.
+            None => FailureLabels {
+                reason: "provision".into(),
+                ..FailureLabels::default()
+            },
+            Some(f) => FailureLabels {
+                reason: f.class.name().into(),
+                step: f.step.clone(),
+                fault: if f.class == ErrorClass::BootError {
+                    executor_cloud::fault_class(&f.message).into()
+                } else {
+                    String::new()
+                },
+            },
+        };
+        self.failures.get_or_create(&labels).inc();
+    }
+
+    pub fn api_request(&self, service: &str, status: Option<u16>) {
+        self.api_requests
+            .get_or_create(&ApiLabels {
+                service: service.into(),
+                status: status.map_or_else(|| "none".into(), |s| s.to_string()),
             })
             .inc();
     }

@@ -10,11 +10,10 @@ use tokio_util::sync::CancellationToken;
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 use executor_cloud::keypair::job_keypair_name;
 use executor_cloud::ownership::{Ownership, POOL_PROJECT};
-use executor_driver::interpreter::Interpreter;
+use executor_driver::interpreter::{Interpreter, StepFailure};
 use executor_driver::steps::cloud_glue::{STATE_CLOUD_SESSION, STATE_KEYPAIR};
 use executor_driver::steps::ssh_connection::{STATE_KEY_FILE, SshConnectionArgs};
 use executor_driver::template::context::Environment;
-use executor_foundation::ErrorClass;
 use executor_foundation::exit_codes::{ExitCodes, Outcome};
 use executor_foundation::job_state::JobState;
 use executor_foundation::stage::Stage;
@@ -56,12 +55,7 @@ impl Daemon {
             ));
             self.set(vm);
         } else {
-            // `<step id>_<class>`: e.g. `server_boot_error`, `server_quota`, `ssh_timeout`.
-            let reason = why.map_or_else(
-                || "provision".to_string(),
-                |(step, class)| format!("{step}_{}", class.name()),
-            );
-            self.metrics.failure(&reason);
+            self.metrics.provision_failure(why.as_ref());
             self.log.warn(&format!(
                 "VM {} ({}) could not be made ready; deleting it",
                 vm.id,
@@ -73,7 +67,7 @@ impl Daemon {
     }
 
     /// Runs `provision` in the VM's directory; on failure, which step failed and how.
-    pub(super) async fn run_provision(&self, vm: &Vm) -> (Outcome, Option<(String, ErrorClass)>) {
+    pub(super) async fn run_provision(&self, vm: &Vm) -> (Outcome, Option<StepFailure>) {
         if let Err(e) = std::fs::create_dir_all(&vm.dir) {
             self.log
                 .error(&format!("cannot make {}: {e}", vm.dir.display()));

@@ -282,21 +282,21 @@ impl KeystoneAuth {
     async fn issue(&self, client: &Client) -> Result<Token, OsError> {
         let started = Instant::now();
         let started_wall = SystemTime::now();
-        let response = client
-            .post(&self.token_url)
-            .json(&self.body())
-            .send()
-            .await
-            .map_err(|e| {
-                OsError::new(
-                    ErrorKind::ProtocolError,
-                    format!(
-                        "cannot reach Keystone at {}: {}",
-                        self.token_url,
-                        super::transport::describe_reqwest_error(&e)
-                    ),
-                )
-            })?;
+        let response = client.post(&self.token_url).json(&self.body()).send().await;
+        crate::request_meter::record(
+            "identity",
+            response.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        let response = response.map_err(|e| {
+            OsError::new(
+                ErrorKind::ProtocolError,
+                format!(
+                    "cannot reach Keystone at {}: {}",
+                    self.token_url,
+                    super::transport::describe_reqwest_error(&e)
+                ),
+            )
+        })?;
         let status = response.status();
         let request_id = super::transport::request_id(response.headers());
         if !status.is_success() {

@@ -29,6 +29,7 @@ use super::credentials::{Credentials, EnvLookup};
 use super::error::{CloudError, CloudErrorKind};
 use super::keystone::{CatalogEntry, KeystoneAuth, SavedToken};
 use super::lookup_cache::LookupCache;
+use super::request_meter;
 use super::settings::CloudSettings;
 
 /// The compute microversion we ask for when the cloud offers it: 2.67 adds `volume_type` to
@@ -47,6 +48,18 @@ pub enum Service {
     Image,
     /// Cinder.
     Volume,
+}
+
+impl Service {
+    /// The catalog's name for it, which is also the metrics label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Compute => "compute",
+            Service::Network => "network",
+            Service::Image => "image",
+            Service::Volume => "volume",
+        }
+    }
 }
 
 /// One request, described so that it can be sent again.
@@ -542,7 +555,7 @@ impl Api {
         {
             return Ok(found);
         }
-        let (root, max) = self.discover(catalog_url, 2, "compute").await?;
+        let (root, max) = self.discover(catalog_url, 2, Service::Compute).await?;
         let wanted = [WANTED_COMPUTE_VERSION.0, WANTED_COMPUTE_VERSION.1];
         let found = Discovered {
             catalog_url: key.to_string(),
@@ -562,13 +575,13 @@ impl Api {
         &self,
         url: &Url,
         major: u16,
-        service: &str,
+        service: Service,
     ) -> Result<(Url, Option<[u16; 2]>), CloudError> {
         let call = Call::new(
             "discover API version",
-            service.to_string(),
+            service.name(),
             Method::GET,
-            Service::Compute,
+            service,
             &[],
         );
         let mut candidates = vec![url.clone()];
@@ -595,6 +608,10 @@ impl Api {
                     .header("x-auth-token", token)
                     .send()
                     .await;
+                request_meter::record(
+                    call.service.name(),
+                    attempt.as_ref().ok().map(|r| r.status().as_u16()),
+                );
                 let err = match attempt {
                     Ok(response) => {
                         let status = response.status().as_u16();
@@ -666,7 +683,7 @@ impl Api {
                 if let Some(v) = known.as_ref().filter(|v| v.catalog_url == url.as_str()) {
                     return parse(&v.root);
                 }
-                let (root, _) = self.discover(&url, 3, "block-storage").await?;
+                let (root, _) = self.discover(&url, 3, Service::Volume).await?;
                 *known = Some(Discovered {
                     catalog_url: url.to_string(),
                     root: root.to_string(),
@@ -776,7 +793,12 @@ impl Api {
         let mut delays = self.backoff();
         let mut reauthenticated = false;
         loop {
-            let (err, hint) = match self.send_once(&call).await {
+            let attempt = self.send_once(&call).await;
+            request_meter::record(
+                call.service.name(),
+                attempt.as_ref().ok().map(|r| r.status().as_u16()),
+            );
+            let (err, hint) = match attempt {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let rid = request_id(response.headers());

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use crate::protocol::{Claim, Claimed, Reply, Report, Request};
+use crate::protocol::{Claim, Claimed, Fallback, Reply, Report, Request};
 
 /// Why a claim gave no VM. Every case means "provision inline", never "fail the job".
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,19 @@ pub enum ClaimError {
     Garbled(String),
     #[error("not trusting the pool socket {path}: {why}")]
     Untrusted { path: String, why: String },
+}
+
+impl ClaimError {
+    /// A short name for the metrics and the daemon's log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClaimError::Down { .. } => "down",
+            ClaimError::Slow(_) => "slow",
+            ClaimError::Miss(_) => "miss",
+            ClaimError::Garbled(_) => "garbled",
+            ClaimError::Untrusted { .. } => "untrusted",
+        }
+    }
 }
 
 /// The socket and its directory must be this user's, and the directory closed to others:
@@ -87,6 +100,17 @@ pub async fn claim<T>(
 /// Tells the daemon how a stage went; best effort, for the metrics only.
 pub async fn report(socket: &Path, report: Report, wait: Duration) -> Result<(), ClaimError> {
     exchange(socket, &Request::Report(report), wait)
+        .await
+        .map(|_| ())
+}
+
+/// Tells the daemon that a job is booting its own VM; best effort, for the metrics only.
+pub async fn report_fallback(
+    socket: &Path,
+    fallback: Fallback,
+    wait: Duration,
+) -> Result<(), ClaimError> {
+    exchange(socket, &Request::Fallback(fallback), wait)
         .await
         .map(|_| ())
 }

@@ -12,9 +12,9 @@ mod schedule;
 mod settings;
 mod socket;
 
-pub use client::{ClaimError, claim, report, status};
+pub use client::{ClaimError, claim, report, report_fallback, status};
 pub use liveness::{DaemonLock, daemon_alive};
-pub use protocol::{Claim, Claimed, Owner, Reply, Report, Request};
+pub use protocol::{Claim, Claimed, Fallback, Owner, Reply, Report, Request};
 pub use schedule::{Day, Period, PeriodError, idle_at};
 pub use settings::{OnShutdown, PoolSettings, WarmKey};
 pub use socket::{bind_private, default_socket_path};

@@ -31,11 +31,19 @@ pub struct Report {
     pub outcome: String,
 }
 
+/// A job that asked for a VM and booted its own instead, and why: `miss`, `slow`, `garbled`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fallback {
+    pub job: String,
+    pub why: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
     Claim(Claim),
     Report(Report),
+    Fallback(Fallback),
     /// How many VMs are idle and booting (for `executor simulate --pool` and operators).
     Status,
 }

@@ -25,6 +25,14 @@ use executor_foundation::stage::Stage;
 
 mod outside_job;
 
+/// The first step that failed a stage, and how.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    pub step: String,
+    pub class: ErrorClass,
+    pub message: String,
+}
+
 pub use outside_job::render_block_outside_job;
 
 /// Back-end settings blocks, rendered for each step with what earlier steps found.
@@ -143,8 +151,8 @@ impl<'a> Interpreter<'a> {
         state: &mut JobState,
         vars: Map<String, Json>,
         run: Option<&RunArgs>,
-    ) -> (Outcome, Option<(String, ErrorClass)>) {
-        let mut first_failure: Option<(String, ErrorClass)> = None;
+    ) -> (Outcome, Option<StepFailure>) {
+        let mut first_failure: Option<StepFailure> = None;
         let mut vars = vars;
         let mut outputs = Map::new();
         let mut failure: Option<Outcome> = None;
@@ -197,7 +205,11 @@ impl<'a> Interpreter<'a> {
                                 ));
                             }
                             failure.get_or_insert(o);
-                            first_failure.get_or_insert((spec.id().to_string(), e.class));
+                            first_failure.get_or_insert(StepFailure {
+                                step: spec.id().to_string(),
+                                class: e.class,
+                                message: e.message,
+                            });
                         }
                     }
                 }

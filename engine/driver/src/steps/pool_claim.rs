@@ -61,6 +61,7 @@ impl PoolClaim {
         let state = &mut *cx.state;
         // The VM is recorded before the claim is confirmed; a failure here leaves the daemon to
         // delete it (the job then provisions its own).
+        let job = claim.owner.job.clone();
         let claimed = executor_pool::claim(
             &settings.socket_path(),
             claim,
@@ -81,8 +82,14 @@ impl PoolClaim {
                 Ok(claimed)
             },
         )
-        .await
-        .map_err(unavailable)?;
+        .await;
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                tell_the_daemon_of_the_fallback(&settings, job, &e);
+                return Err(unavailable(e));
+            }
+        };
         let name = claimed
             .state
             .get(cloud_glue::STATE_SERVER_NAME)
@@ -97,6 +104,31 @@ impl PoolClaim {
         out.insert("state".into(), Json::Object(claimed.state));
         Ok(out)
     }
+}
+
+/// Counted as `fallback` in the daemon's claims. Sent in the background, while the job boots
+/// its own VM, so that a slow daemon delays nothing; a daemon that is down never hears of it.
+fn tell_the_daemon_of_the_fallback(
+    settings: &PoolSettings,
+    job: String,
+    why: &executor_pool::ClaimError,
+) {
+    if matches!(
+        why,
+        executor_pool::ClaimError::Down { .. } | executor_pool::ClaimError::Untrusted { .. }
+    ) {
+        return;
+    }
+    let socket = settings.socket_path();
+    let fallback = executor_pool::Fallback {
+        job,
+        why: why.kind().into(),
+    };
+    tokio::spawn(async move {
+        let _ =
+            executor_pool::report_fallback(&socket, fallback, std::time::Duration::from_secs(2))
+                .await;
+    });
 }
 
 /// Writes a secret with mode 0600 from the start, never readable by others even briefly.
