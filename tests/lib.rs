@@ -8,6 +8,7 @@
 // Helpers shared by several test modules.
 mod cloud_support;
 mod e2e_support;
+mod prometheus_support;
 mod runner_support;
 mod sim_support;
 mod ssh_support;

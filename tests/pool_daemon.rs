@@ -12,6 +12,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::e2e_support::{Cloud, driver, repo};
 use crate::pool::claimed_names;
+use crate::prometheus_support::{Prometheus, first_value, free_port};
 use crate::stage_run::StageRun;
 
 const OWNER: &str = "pool-test";
@@ -283,16 +284,12 @@ async fn gc_spares_a_live_daemons_idle_vms_and_reaps_them_once_it_is_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_the_pool_metrics() {
-    let Some(prometheus) = which("prometheus") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prometheus is not installed; .ci/setup installs it"
-        );
-        eprintln!("SKIPPED: prometheus is not installed (apt-get install prometheus)");
-        return;
-    };
     let cloud = Cloud::start().await;
     let metrics_port = free_port();
+    let Some(prometheus) = Prometheus::start(&cloud.dir.path().join("prometheus"), metrics_port)
+    else {
+        return;
+    };
     let recipe = override_recipe(&cloud, 1, &format!("  metrics: 127.0.0.1:{metrics_port}\n"));
     let _daemon = Daemon::start(&cloud, &recipe);
     wait_idle(&cloud, 1).await;
@@ -304,59 +301,11 @@ async fn a_real_prometheus_scrapes_the_pool_metrics() {
     .await
     .expect("a hit");
 
-    let dir = cloud.dir.path().join("prometheus");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: executor-pool\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
-        ),
-    )
-    .unwrap();
-    let web_port = free_port();
-    let mut prom = Command::new(prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    let http = reqwest::Client::new();
-    let mut found = Json::Null;
-    for _ in 0..300 {
-        let reply = http
-            .get(format!("http://127.0.0.1:{web_port}/api/v1/query"))
-            .query(&[("query", "executor_pool_claims_total{result=\"hit\"}")])
-            .send()
-            .await;
-        if let Ok(r) = reply
-            && let Ok(body) = r.json::<Json>().await
-            && body["data"]["result"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-        {
-            found = body;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let _ = prom.kill();
-    let _ = prom.wait();
-    let value = &found["data"]["result"][0]["value"][1];
-    assert_eq!(value, "1", "Prometheus saw one hit: {found}");
-    let text = http
-        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let hits = prometheus
+        .query("executor_pool_claims_total{result=\"hit\"} > 0")
+        .await;
+    assert_eq!(first_value(&hits), "1", "Prometheus saw one hit: {hits}");
+    let text = scrape(metrics_port).await;
     for series in [
         "executor_pool_vms{",
         "executor_pool_time_to_ready_seconds_bucket",
@@ -364,22 +313,6 @@ async fn a_real_prometheus_scrapes_the_pool_metrics() {
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The warm pool against the real OpenStack on loopback: `executor pool` provisions with the
 //! shipped pooled recipe, a real OpenSSH sshd plays each VM, a job's stages claim one, run a
-//! script on it and delete it; a SIGKILLed daemon's idle VM is adopted by the next start.
+//! script on it and delete it; a real Prometheus scrapes the daemon; a SIGKILLed daemon's idle
+//! VM is adopted by the next start.
 //! Gated on EXECUTOR_REALCLOUD=1 (tests/realcloud/run.sh).
 
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig, current_user};
 
+use crate::prometheus_support::{Prometheus, first_value, free_port};
 use crate::stage_run::StageRun;
 
 fn enabled() -> bool {
@@ -38,12 +40,12 @@ fn runner_env(owner: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-fn write_recipe(dir: &Path) -> PathBuf {
+fn write_recipe(dir: &Path, metrics_port: u16) -> PathBuf {
     let path = dir.join("site.yaml");
     std::fs::write(
         &path,
         format!(
-            "version: 1\nextends: {}\npool:\n  warm:\n    - key: {{flavor: m1.tiny, image: cirros-fake}}\n      idle: 1\n  max_instances: 2\n  create_interval: 100ms\n  health_interval: 1h\n  socket: {}\n  state_dir: {}\n",
+            "version: 1\nextends: {}\npool:\n  warm:\n    - key: {{flavor: m1.tiny, image: cirros-fake}}\n      idle: 1\n  max_instances: 2\n  create_interval: 100ms\n  health_interval: 1h\n  socket: {}\n  state_dir: {}\n  metrics: 127.0.0.1:{metrics_port}\n",
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("recipes/pooled.yaml")
                 .display(),
@@ -144,7 +146,8 @@ fn a_pooled_job_claims_a_warm_vm_on_the_real_cloud_and_a_restart_adopts_the_idle
     let u = uuid::Uuid::new_v4().simple().to_string();
     let owner = format!("pool-real-{}", &u[..6]);
     let job_id = format!("{}", 800000 + u32::from_str_radix(&u[..4], 16).unwrap());
-    let recipe = write_recipe(d);
+    let metrics_port = free_port();
+    let recipe = write_recipe(d, metrics_port);
     let mut vms = HashMap::new();
     let mut daemon = start_daemon(d, &recipe, &owner);
     wait_idle(d, &mut vms);
@@ -191,6 +194,25 @@ fn a_pooled_job_claims_a_warm_vm_on_the_real_cloud_and_a_restart_adopts_the_idle
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("deleted server"), "{err}");
+
+    // A real Prometheus scrapes the daemon: the hit, and the real Nova's and Keystone's
+    // answers by service and status.
+    if let Some(prometheus) = Prometheus::start(&d.join("prometheus"), metrics_port) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let hits = rt.block_on(prometheus.query("executor_pool_claims_total{result=\"hit\"} > 0"));
+        assert_eq!(first_value(&hits), "1", "{hits}");
+        for expr in [
+            "executor_pool_api_requests_total{service=\"identity\",status=\"201\"}",
+            "executor_pool_api_requests_total{service=\"compute\",status=\"202\"}",
+            "executor_pool_time_to_ready_seconds_count",
+        ] {
+            let answer = rt.block_on(prometheus.query(&format!("{expr} > 0")));
+            eprintln!("{expr} = {}", first_value(&answer));
+        }
+    }
 
     // The daemon refills; SIGKILL it and let the next start adopt the idle VM.
     wait_idle(d, &mut vms);

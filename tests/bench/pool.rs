@@ -5,7 +5,8 @@
 //! successes, VMs claimed twice, leaks.
 //!
 //! `cargo bench --bench pool` (about 2 minutes); `EXECUTOR_BENCH_QUICK=1` for a smoke run;
-//! `EXECUTOR_BENCH_POOL_JOBS=10` for a burst no larger than the pool (hits only).
+//! `EXECUTOR_BENCH_POOL_JOBS=10` for a burst no larger than the pool (hits only);
+//! `EXECUTOR_BENCH_POOL_IDLE=N` sets the idle count (10).
 
 #[path = "stats.rs"]
 #[allow(dead_code)]
@@ -58,11 +59,12 @@ async fn main() {
         }
     };
     let mut plan = plan;
-    if let Some(n) = std::env::var("EXECUTOR_BENCH_POOL_JOBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    if let Some(n) = number("EXECUTOR_BENCH_POOL_JOBS") {
         plan.jobs = n;
+    }
+    if let Some(n) = number("EXECUTOR_BENCH_POOL_IDLE") {
+        plan.idle = n as u32;
     }
     let dir = tempfile::Builder::new()
         .prefix("executor-bench-pool-")
