@@ -7,7 +7,8 @@
 //! its token and endpoints from us (os_session.rs), because its own would log in and discover
 //! every service's versions anew in every process (four GETs per job). Keystone and version
 //! discovery are plain requests on the same HTTP client, since neither needs what the session
-//! adds.
+//! adds. osauth keeps nothing of a failed send but reqwest's top line, so the cause of one that
+//! got no answer is observed beside it (send_failure.rs).
 //!
 //! What a connection learned is cheap to keep: [`Api::saved_session`] is the token, its catalog
 //! and the discovered compute API, which the driver keeps in the job state so that the job's
@@ -34,6 +35,7 @@ use super::error::{CloudError, CloudErrorKind};
 use super::keystone::{CatalogEntry, KeystoneAuth, SavedToken};
 use super::lookup_cache::LookupCache;
 use super::os_session::{Roots, SessionAuth};
+use super::send_failure::{self, NoteConnectFailures};
 use super::settings::CloudSettings;
 
 /// The compute microversion we ask for when the cloud offers it: 2.67 adds `volume_type` to
@@ -220,20 +222,17 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
 /// A reqwest error, without the chain noise but with the cause ("connection refused").
 pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
     use std::error::Error as _;
-    let mut text = if e.is_timeout() {
-        "timed out".to_string()
+    let kind = if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        "connection failed".to_string()
+        "connection failed"
     } else {
-        "request failed".to_string()
+        "request failed"
     };
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+    match e.source() {
+        Some(cause) => format!("{kind}: {}", send_failure::describe_chain(cause)),
+        None => kind.to_string(),
     }
-    text
 }
 
 /// The human part of an OpenStack error body, whatever the service's format.
@@ -433,7 +432,8 @@ impl Api {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .user_agent(user_agent(options.purpose.as_deref()))
-            .danger_accept_invalid_certs(!creds.verify);
+            .danger_accept_invalid_certs(!creds.verify)
+            .connector_layer(NoteConnectFailures);
         if let Some(path) = &creds.cacert {
             let pem = std::fs::read(path).map_err(|e| {
                 CloudError::invalid(
@@ -785,18 +785,28 @@ impl Api {
         if let Some(body) = &call.body {
             request = request.json(body);
         }
-        request.send_unchecked().await.map_err(|e| {
-            // osauth reports a send that got no answer as a protocol error, with reqwest's top
-            // line only; the rest (a bad endpoint, a request that could not be built, a token)
-            // are its or ours.
+        let (outcome, observed) = send_failure::observe(request.send_unchecked()).await;
+        outcome.map_err(|e| {
+            // osauth reports a send that got no answer as a protocol error; the rest (a bad
+            // endpoint, a request that could not be built, a token) are its or ours.
             if e.kind() != osauth::ErrorKind::ProtocolError {
                 return auth_error(call, e);
             }
+            let why = observed.no_answer(
+                e.to_string(),
+                self.settings.request_timeout,
+                self.settings.connect_timeout,
+            );
+            let kind = if why.is_timeout() {
+                CloudErrorKind::Timeout
+            } else {
+                CloudErrorKind::Transient
+            };
             CloudError::new(
-                CloudErrorKind::Transient,
+                kind,
                 call.operation.clone(),
                 call.resource.clone(),
-                e.to_string(),
+                why.to_string(),
             )
         })
     }
