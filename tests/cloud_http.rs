@@ -1,6 +1,7 @@
 //! The OpenStack back end's HTTP behaviour against a small scripted fake cloud on loopback:
 //! retries (500, 503, 429 with Retry-After, slow answers), one re-authentication on 401,
-//! request ids in errors, no blind repeat of a create, the duplicate-image rule, and secrets.
+//! request ids in errors, the cause of a request that got no answer, no blind repeat of a
+//! create, the duplicate-image rule, and secrets.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,8 @@ struct Fake {
     servers: Vec<Value>,
     images: Vec<Value>,
     keystone_bodies: Vec<String>,
+    /// The catalog's Neutron URL instead of the fake's own.
+    network_url: Option<String>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -126,7 +129,7 @@ fn respond(
                 "catalog": [
                     ep("compute", format!("{base}/compute/v2.1")),
                     ep("image", format!("{base}/image")),
-                    ep("network", format!("{base}/network")),
+                    ep("network", f.network_url.clone().unwrap_or(format!("{base}/network"))),
                 ]}}),
                 &[("x-subject-token", format!("tok-{}", f.tokens))],
             )
@@ -445,4 +448,61 @@ async fn secrets_appear_in_no_message_or_debug_output() {
     assert!(!err.to_string().contains(PASSWORD), "{err}");
     assert!(!format!("{err:?}").contains(PASSWORD));
     assert!(err.to_string().contains("HTTP 401"), "{err}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_and_named() {
+    let (state, url) = start().await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    state.lock().unwrap().network_url = Some(format!("http://127.0.0.1:{port}"));
+    let os = connect(&url).await.unwrap();
+    let before = os.api().requests_sent();
+    let call = transport::Call::new(
+        "list networks",
+        "networks",
+        reqwest::Method::GET,
+        transport::Service::Network,
+        &["networks"],
+    );
+    let err = os.api().send(call).await.unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::Transient);
+    assert_eq!(os.api().requests_sent() - before, 5, "1 try + 4 retries");
+    let text = err.to_string();
+    for part in ["list networks", "connection failed", "Connection refused"] {
+        assert!(text.contains(part), "{text:?} lacks {part:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_create_without_an_answer_is_a_timeout_sent_once() {
+    let (state, url) = start().await;
+    let os = connect(&url).await.unwrap();
+    let before = os.api().requests_sent();
+    script(
+        &state,
+        "POST /compute/v2.1/servers",
+        &[Act::Delay(Duration::from_secs(5))],
+    );
+    let call = transport::Call::new(
+        "create server",
+        "server \"ci-1\"",
+        reqwest::Method::POST,
+        transport::Service::Compute,
+        &["servers"],
+    )
+    .json(json!({"server": {"name": "ci-1"}}));
+    let err = os.api().send(call).await.unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::Timeout);
+    assert_eq!(
+        os.api().requests_sent() - before,
+        1,
+        "a create is not resent"
+    );
+    assert_eq!(count(&state, "POST", "/compute/v2.1/servers"), 1);
+    assert!(
+        err.to_string().contains("timed out: no answer within 2s"),
+        "{err}"
+    );
 }

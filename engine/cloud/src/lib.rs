@@ -2,7 +2,8 @@
 //!
 //! `Cloud` (backend.rs) is the small set of operations the steps need; `OpenStack` implements
 //! it over HTTP, with our own Keystone authentication (keystone.rs), endpoints, retries and
-//! error mapping (transport.rs), and the runner host's cache of name lookups
+//! error mapping (transport.rs) around an osauth session that sends the requests
+//! (os_session.rs, send_failure.rs), and the runner host's cache of name lookups
 //! (lookup_cache.rs). The orchestration on top
 //! (create without duplicates, wait for ACTIVE, address choice, floating IPs, key pairs, console
 //! log, cleanup, reaper listing) is written against the trait.
@@ -20,10 +21,12 @@ pub mod keypair;
 pub mod keystone;
 pub mod lookup_cache;
 pub mod openstack;
+mod os_session;
 pub mod ownership;
 pub mod quota;
 pub mod reaper;
 pub mod request_meter;
+mod send_failure;
 pub mod server;
 pub mod server_spec;
 pub mod settings;

@@ -1,10 +1,14 @@
 //! Every HTTP call to the cloud goes through here: endpoints, retries, re-authentication,
 //! error mapping.
 //!
-//! Requests are plain reqwest calls to URLs built from the token's catalog: the `openstack`
-//! crate's typed calls hide the HTTP status and drop the request id, both of which every error
-//! of ours must name, and osauth's session discovers every service's versions anew in every
-//! process (four GETs per job) and asks Keystone for a token whenever it is made.
+//! API requests are raw JSON calls through an osauth `Session`, sent with `send_unchecked`:
+//! the `openstack` crate's typed calls hide the HTTP status and drop the request id, both of
+//! which every error of ours must name, and `Retry-After` decides our pauses. The session gets
+//! its token and endpoints from us (os_session.rs), because its own would log in and discover
+//! every service's versions anew in every process (four GETs per job). Keystone and version
+//! discovery are plain requests on the same HTTP client, since neither needs what the session
+//! adds. osauth keeps nothing of a failed send but reqwest's top line, so the cause of one that
+//! got no answer is observed beside it (send_failure.rs).
 //!
 //! What a connection learned is cheap to keep: [`Api::saved_session`] is the token, its catalog
 //! and the discovered compute API, which the driver keeps in the job state so that the job's
@@ -19,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use osauth::ApiVersion;
+use osauth::services::ServiceType;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Response, Url};
 use secrecy::{ExposeSecret, SecretString};
@@ -29,7 +34,9 @@ use super::credentials::{Credentials, EnvLookup};
 use super::error::{CloudError, CloudErrorKind};
 use super::keystone::{CatalogEntry, KeystoneAuth, SavedToken};
 use super::lookup_cache::LookupCache;
+use super::os_session::{Roots, SessionAuth};
 use super::request_meter;
+use super::send_failure::{self, NoteConnectFailures};
 use super::settings::CloudSettings;
 
 /// The compute microversion we ask for when the cloud offers it: 2.67 adds `volume_type` to
@@ -188,8 +195,12 @@ struct SessionFile {
 
 /// The authenticated connection: one per process.
 pub struct Api {
+    /// For Keystone and version discovery; the session sends the API requests on a clone.
     client: reqwest::Client,
+    session: osauth::Session,
     auth: Arc<KeystoneAuth>,
+    /// The endpoints the session asks `auth`'s adapter for.
+    roots: Arc<Roots>,
     settings: CloudSettings,
     compute: Discovered,
     volume: tokio::sync::Mutex<Option<Discovered>>,
@@ -224,20 +235,17 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
 /// A reqwest error, without the chain noise but with the cause ("connection refused").
 pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
     use std::error::Error as _;
-    let mut text = if e.is_timeout() {
-        "timed out".to_string()
+    let kind = if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        "connection failed".to_string()
+        "connection failed"
     } else {
-        "request failed".to_string()
+        "request failed"
     };
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+    match e.source() {
+        Some(cause) => format!("{kind}: {}", send_failure::describe_chain(cause)),
+        None => kind.to_string(),
     }
-    text
 }
 
 /// The human part of an OpenStack error body, whatever the service's format.
@@ -437,7 +445,8 @@ impl Api {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .user_agent(user_agent(options.purpose.as_deref()))
-            .danger_accept_invalid_certs(!creds.verify);
+            .danger_accept_invalid_certs(!creds.verify)
+            .connector_layer(NoteConnectFailures);
         if let Some(path) = &creds.cacert {
             let pem = std::fs::read(path).map_err(|e| {
                 CloudError::invalid(
@@ -484,6 +493,7 @@ impl Api {
             }
         }
         let auth = Arc::new(auth);
+        let roots = Arc::new(Roots::default());
         let auth_call = Call::new(
             "authenticate",
             source.clone(),
@@ -497,11 +507,14 @@ impl Api {
             .with_max_times(settings.retries as usize)
             .with_jitter()
             .build();
-        // Asking Keystone for a token again is harmless, so an unavailable Keystone is retried
-        // like any idempotent call; a refused password is not.
-        loop {
-            match auth.authenticate(&client).await {
-                Ok(()) => break,
+        // Making the session is the authentication: osauth refreshes its auth type then, which
+        // asks Keystone unless a saved token was adopted. Asking Keystone for a token again is
+        // harmless, so an unavailable Keystone is retried like any idempotent call; a refused
+        // password is not.
+        let session = loop {
+            let session_auth = SessionAuth::new(auth.clone(), roots.clone());
+            match osauth::Session::new_with_client(client.clone(), session_auth).await {
+                Ok(session) => break session,
                 Err(e) => {
                     let mut err = auth_error(&auth_call, e);
                     if err.kind == CloudErrorKind::Invalid {
@@ -516,12 +529,14 @@ impl Api {
                     }
                 }
             }
-        }
+        };
         let project = auth.project_id().await.unwrap_or_default();
         let lookups = LookupCache::open(env, &format!("{auth_url} | {project} | {region}"));
         let mut api = Api {
             client,
+            session,
             auth,
+            roots,
             settings: settings.clone(),
             compute: Discovered {
                 catalog_url: String::new(),
@@ -667,19 +682,19 @@ impl Api {
                 CloudError::invalid(call.operation.clone(), call.resource.clone(), e.to_string())
             })
         };
-        let catalog = |kind: &'static str| async move {
+        let catalog = || async move {
             self.auth
-                .endpoint(&self.client, kind)
+                .endpoint(&self.client, service.catalog_type())
                 .await
                 .map_err(|e| auth_error(call, e))
         };
         match service {
             Service::Compute => parse(&self.compute.root),
-            Service::Network => Ok(versioned(&catalog("network").await?, "v2.0")),
-            Service::Image => Ok(versioned(&catalog("image").await?, "v2")),
+            Service::Network => Ok(versioned(&catalog().await?, "v2.0")),
+            Service::Image => Ok(versioned(&catalog().await?, "v2")),
             Service::Volume => {
                 let mut known = self.volume.lock().await;
-                let url = catalog("block-storage").await?;
+                let url = catalog().await?;
                 if let Some(v) = known.as_ref().filter(|v| v.catalog_url == url.as_str()) {
                     return parse(&v.root);
                 }
@@ -758,17 +773,19 @@ impl Api {
     }
 
     async fn send_once(&self, call: &Call) -> Result<Response, CloudError> {
+        // What can fail before the request leaves (an endpoint the catalog lacks, a discovery,
+        // a token Keystone refuses) fails here, named after the call, so that `sent` counts
+        // requests that left; the session then finds the root and the token ready.
         let root = self.root(call.service, call).await?;
-        let token = self
-            .auth
-            .token_header(&self.client)
+        self.roots.set(call.service, &root);
+        self.auth
+            .authenticate(&self.client)
             .await
             .map_err(|e| auth_error(call, e))?;
         self.sent.fetch_add(1, Ordering::SeqCst);
         let mut request = self
-            .client
-            .request(call.method.clone(), join(&root, &call.path))
-            .header("x-auth-token", token);
+            .session
+            .request(call.service, call.method.clone(), &call.path);
         if call.service == Service::Compute
             && let Some([major, minor]) = self.compute.version
         {
@@ -785,7 +802,30 @@ impl Api {
         if let Some(body) = &call.body {
             request = request.json(body);
         }
-        request.send().await.map_err(|e| transport_error(call, &e))
+        let (outcome, observed) = send_failure::observe(request.send_unchecked()).await;
+        outcome.map_err(|e| {
+            // osauth reports a send that got no answer as a protocol error; the rest (a bad
+            // endpoint, a request that could not be built, a token) are its or ours.
+            if e.kind() != osauth::ErrorKind::ProtocolError {
+                return auth_error(call, e);
+            }
+            let why = observed.no_answer(
+                e.to_string(),
+                self.settings.request_timeout,
+                self.settings.connect_timeout,
+            );
+            let kind = if why.is_timeout() {
+                CloudErrorKind::Timeout
+            } else {
+                CloudErrorKind::Transient
+            };
+            CloudError::new(
+                kind,
+                call.operation.clone(),
+                call.resource.clone(),
+                why.to_string(),
+            )
+        })
     }
 
     /// Sends `call`, retrying what is safe to retry, and re-authenticating once on 401.
