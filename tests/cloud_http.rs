@@ -24,6 +24,8 @@ enum Act {
     Delay(Duration),
     /// Do the work, then answer too late (the answer is lost, the effect is not).
     After(Duration),
+    /// A 200 whose body never ends (no Content-Length).
+    Endless,
 }
 
 #[derive(Default)]
@@ -88,6 +90,10 @@ async fn handle(
             );
         }
         Some(Act::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Act::Endless) => {
+            let spaces = tokio_util::io::ReaderStream::new(tokio::io::repeat(b' '));
+            return Response::new(axum::body::Body::from_stream(spaces));
+        }
         _ => {}
     }
     let response = respond(
@@ -505,4 +511,18 @@ async fn a_create_without_an_answer_is_a_timeout_sent_once() {
         err.to_string().contains("timed out: no answer within 2s"),
         "{err}"
     );
+}
+
+/// A proxy gone wrong, or a console log a runaway guest floods: the answer is cut off at the
+/// ceiling with an error that says so, instead of growing the driver without bound.
+#[tokio::test]
+async fn an_endless_answer_is_refused_at_the_ceiling() {
+    let (state, url) = start().await;
+    let os = connect(&url).await.unwrap();
+    add_server(&state, "a");
+    script(&state, "GET /compute/v2.1/servers/a", &[Act::Endless]);
+    let err = os.get_server("a").await.unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::Invalid, "{err}");
+    assert!(err.to_string().contains("larger than 32 MiB"), "{err}");
+    assert_eq!(count(&state, "GET", "/compute/v2.1/servers/a"), 1);
 }

@@ -262,3 +262,44 @@ fn warnings_are_yellow_in_ci_logs_unless_no_color_is_set() {
     assert!(plain.contains("WARNING: careful"), "{plain:?}");
     assert!(!plain.contains('\x1b'), "{plain:?}");
 }
+
+/// `extends: /dev/zero` (or any runaway file) ends in a clear error at the ceiling, in `lint`
+/// and in a stage, instead of a process that grows until the host kills it.
+#[test]
+fn an_endless_file_is_refused_not_read() {
+    let d = tempfile::tempdir().unwrap();
+    let r = write(d.path(), "r.yaml", "version: 1\nextends: /dev/zero\n");
+    let out = Command::new(crate::stage_run::executor())
+        .arg("lint")
+        .arg(&r)
+        .env("NO_COLOR", "1")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stdout).replace(['\n', '│'], " ");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot read /dev/zero") && err.contains("more than 8 MiB"),
+        "{err}"
+    );
+
+    let out = prepare(d.path(), &[&r]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("more than 8 MiB"), "{err}");
+
+    // gitlab-runner's job response is read the same way.
+    let ok = write(
+        d.path(),
+        "ok.yaml",
+        "version: 1\nprepare:\n  - id: hi\n    kind: log\n    message: hi\n",
+    );
+    let out = StageRun::new(d.path(), ["prepare"])
+        .recipe(&ok)
+        .env("JOB_RESPONSE_FILE", "/dev/zero")
+        .env("NO_COLOR", "1")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(out.status.code().is_some(), "killed: {out:?}");
+}

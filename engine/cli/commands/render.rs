@@ -11,6 +11,7 @@ use serde_json::{Map, Value as Json};
 use executor_driver::interpreter::Interpreter;
 use executor_driver::steps::context::RunArgs;
 use executor_driver::template::context::{ContextParts, Environment};
+use executor_foundation::bounded_read::{CONFIG_LIMIT, read_to_string_bounded};
 use executor_foundation::job_log::JobLog;
 use executor_foundation::job_state::JobState;
 use executor_foundation::redact::Redactor;
@@ -21,7 +22,7 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
         return 1;
     };
     let environment = match env_file {
-        Some(path) => match std::fs::read_to_string(path) {
+        Some(path) => match read_to_string_bounded(path, CONFIG_LIMIT) {
             Ok(text) => Environment::from_pairs(parse_env_file(&text)),
             Err(e) => {
                 eprintln!("cannot read {}: {e}", path.display());

@@ -20,6 +20,7 @@ use executor_foundation::stage::Stage;
 
 use super::daemon::Daemon;
 use super::vm::{Phase, Vm};
+use executor_foundation::bounded_read::{CONFIG_LIMIT, read_to_string_bounded};
 
 impl Daemon {
     /// Runs `provision` for `vm`; a ready VM joins the idle ones, a failed one is deleted.
@@ -211,6 +212,7 @@ impl Daemon {
             .get(STATE_KEY_FILE)
             .and_then(Json::as_str)
             .ok_or("the VM's state names no key file")?;
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read the VM's key: {e}"))
+        read_to_string_bounded(std::path::Path::new(path), CONFIG_LIMIT)
+            .map_err(|e| format!("cannot read the VM's key: {e}"))
     }
 }

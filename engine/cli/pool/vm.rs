@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use executor_foundation::bounded_read::{CONFIG_LIMIT, read_bounded};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -77,7 +78,7 @@ impl Vm {
     }
 
     pub fn load_record(dir: &Path) -> Option<Record> {
-        serde_json::from_slice(&std::fs::read(dir.join(RECORD_FILE)).ok()?).ok()
+        serde_json::from_slice(&read_bounded(&dir.join(RECORD_FILE), CONFIG_LIMIT).ok()?).ok()
     }
 }
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::error::CloudError;
 use super::settings::CloudSettings;
+use executor_foundation::bounded_read::{CONFIG_LIMIT, read_to_string_bounded};
 
 const OP: &str = "load credentials";
 
@@ -190,7 +191,7 @@ fn standard_dirs(env: EnvLookup<'_>) -> Vec<PathBuf> {
 }
 
 fn read_yaml(path: &Path) -> Result<Value, CloudError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_to_string_bounded(path, CONFIG_LIMIT).map_err(|e| {
         CloudError::invalid(OP, path.display().to_string(), format!("cannot read: {e}"))
     })?;
     // A parse error of a credentials file may quote the offending line; keep only its position.

@@ -21,6 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::answer_body::{ANSWER_LIMIT, bounded_text};
 use super::credentials::{AuthMethod, Credentials, IdOrName};
 
 /// Tokens are renewed this long before Keystone says they expire.
@@ -308,8 +309,11 @@ impl KeystoneAuth {
                 s if s >= 500 || s == 429 => ErrorKind::InternalServerError,
                 _ => ErrorKind::InvalidInput,
             };
-            let detail =
-                super::transport::error_message(&response.text().await.unwrap_or_default());
+            let detail = super::transport::error_message(
+                &bounded_text(response, ANSWER_LIMIT)
+                    .await
+                    .unwrap_or_default(),
+            );
             return Err(OsError::new(
                 kind,
                 format!(
@@ -335,7 +339,13 @@ impl KeystoneAuth {
                     "Keystone sent no X-Subject-Token",
                 )
             })?;
-        let body: TokenBody = response.json().await.map_err(|e| {
+        let text = bounded_text(response, ANSWER_LIMIT).await.map_err(|e| {
+            OsError::new(
+                ErrorKind::InvalidResponse,
+                format!("Keystone's token answer: {e}"),
+            )
+        })?;
+        let body: TokenBody = serde_json::from_str(&text).map_err(|e| {
             OsError::new(
                 ErrorKind::InvalidResponse,
                 format!("unreadable Keystone token: {e}"),

@@ -9,6 +9,7 @@
 //! log, cleanup, reaper listing) is written against the trait.
 
 pub mod address;
+mod answer_body;
 pub mod backend;
 pub mod cleanup;
 pub mod console;

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Map, Value};
 
 use super::credentials::EnvLookup;
+use executor_foundation::bounded_read::{CONFIG_LIMIT, read_bounded};
 
 /// How long an entry is used.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
@@ -119,7 +120,7 @@ impl LookupCache {
             tracing::warn!(path = %path.display(), "lookup cache writable by others; not used");
             return Map::new();
         }
-        std::fs::read(&path)
+        read_bounded(&path, CONFIG_LIMIT)
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
             .and_then(|v| match v {

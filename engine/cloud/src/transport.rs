@@ -30,6 +30,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::answer_body::{ANSWER_LIMIT, AnswerError, bounded_text};
 use super::credentials::{Credentials, EnvLookup};
 use super::error::{CloudError, CloudErrorKind};
 use super::keystone::{CatalogEntry, KeystoneAuth, SavedToken};
@@ -38,6 +39,7 @@ use super::os_session::{Roots, SessionAuth};
 use super::request_meter;
 use super::send_failure::{self, NoteConnectFailures};
 use super::settings::CloudSettings;
+use executor_foundation::bounded_read::{CONFIG_LIMIT, read_bounded};
 
 /// The compute microversion we ask for when the cloud offers it: 2.67 adds `volume_type` to
 /// block device mappings, and everything older we need (tags 2.52, description 2.19) comes
@@ -448,7 +450,7 @@ impl Api {
             .danger_accept_invalid_certs(!creds.verify)
             .connector_layer(NoteConnectFailures);
         if let Some(path) = &creds.cacert {
-            let pem = std::fs::read(path).map_err(|e| {
+            let pem = read_bounded(path, CONFIG_LIMIT).map_err(|e| {
                 CloudError::invalid(
                     "load CA certificate",
                     path.display().to_string(),
@@ -630,7 +632,9 @@ impl Api {
                 let err = match attempt {
                     Ok(response) => {
                         let status = response.status().as_u16();
-                        let text = response.text().await.unwrap_or_default();
+                        let text = bounded_text(response, ANSWER_LIMIT)
+                            .await
+                            .unwrap_or_default();
                         if status < 500 && status != 429 {
                             break (status, serde_json::from_str::<Value>(&text).ok());
                         }
@@ -843,9 +847,21 @@ impl Api {
                     let status = response.status().as_u16();
                     let rid = request_id(response.headers());
                     let hint = retry_after(response.headers());
-                    let text = match response.text().await {
+                    let text = match bounded_text(response, ANSWER_LIMIT).await {
                         Ok(t) => t,
-                        Err(e) => {
+                        Err(e @ AnswerError::TooLarge(_)) => {
+                            return Err(CloudError {
+                                request_id: rid,
+                                status: Some(status),
+                                ..CloudError::new(
+                                    CloudErrorKind::Invalid,
+                                    call.operation.clone(),
+                                    call.resource.clone(),
+                                    e.to_string(),
+                                )
+                            });
+                        }
+                        Err(e @ AnswerError::Cut(_)) => {
                             let err = CloudError {
                                 request_id: rid,
                                 status: Some(status),
@@ -853,7 +869,7 @@ impl Api {
                                     CloudErrorKind::Transient,
                                     call.operation.clone(),
                                     call.resource.clone(),
-                                    format!("answer cut short: {}", describe_reqwest_error(&e)),
+                                    e.to_string(),
                                 )
                             };
                             if call.idempotent

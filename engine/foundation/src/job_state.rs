@@ -9,6 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::bounded_read::{CONFIG_LIMIT, read_bounded};
 use serde_json::{Map, Value as Json};
 
 pub const STATE_FILE: &str = "executor-state.json";
@@ -71,7 +72,7 @@ impl JobState {
 
     pub fn load(dir: &Path) -> Result<Self, StateError> {
         let path = dir.join(STATE_FILE);
-        let values = match std::fs::read(&path) {
+        let values = match read_bounded(&path, CONFIG_LIMIT) {
             Ok(bytes) => match serde_json::from_slice::<Json>(&bytes) {
                 Ok(Json::Object(m)) => m,
                 Ok(_) => Map::new(),

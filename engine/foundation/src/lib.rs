@@ -3,6 +3,7 @@
 //! The gitlab-runner protocol's vocabulary (stages, exit codes), the job's state file, the job
 //! log with its secret masking, the one failure classification, and how a duration is written.
 
+pub mod bounded_read;
 pub mod durations;
 pub mod error_class;
 pub mod exit_codes;

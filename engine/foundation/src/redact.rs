@@ -3,6 +3,7 @@
 //! Steps already avoid printing secrets, but a recipe author can still template one into a log
 //! line, so every job-log line passes through here as a last line of defence.
 
+use crate::bounded_read::{JOB_RESPONSE_LIMIT, read_bounded};
 use std::borrow::Cow;
 
 pub const MASK: &str = "[MASKED]";
@@ -41,7 +42,7 @@ impl Redactor {
             }
         }
         if let Some(path) = std::env::var_os("JOB_RESPONSE_FILE")
-            && let Ok(bytes) = std::fs::read(path)
+            && let Ok(bytes) = read_bounded(std::path::Path::new(&path), JOB_RESPONSE_LIMIT)
         {
             r.add_masked_job_variables(&bytes);
         }

@@ -7,6 +7,7 @@ use russh::keys::ssh_key::{HashAlg, PrivateKey};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::errors::SshError;
+use executor_foundation::bounded_read::{CONFIG_LIMIT, read_to_string_bounded};
 
 /// Where the private key comes from. The key text itself is only ever held as a secret.
 #[derive(Debug, Clone)]
@@ -46,10 +47,11 @@ impl ClientKey {
     pub fn load(source: &KeySource, passphrase: Option<&SecretString>) -> Result<Self, SshError> {
         let text: SecretString = match source {
             KeySource::File(path) => {
-                let raw = std::fs::read_to_string(path).map_err(|e| SshError::Key {
-                    origin: source.origin(),
-                    reason: e.to_string(),
-                })?;
+                let raw =
+                    read_to_string_bounded(path, CONFIG_LIMIT).map_err(|e| SshError::Key {
+                        origin: source.origin(),
+                        reason: e.to_string(),
+                    })?;
                 SecretString::from(raw)
             }
             KeySource::Env(name) => match std::env::var(name) {

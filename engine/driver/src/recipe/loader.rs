@@ -10,6 +10,7 @@ use crate::recipe::problem::{Problem, Problems};
 use crate::recipe::source_file::{Loc, Sources};
 use crate::recipe::spanned_yaml::{self, Node, SpanMap, Tree};
 use crate::recipe::{FORMAT_VERSION, Recipe};
+use executor_foundation::bounded_read::{RECIPE_LIMIT, read_to_string_bounded};
 
 /// A recipe merged from its layers, with where every value came from.
 #[derive(Debug)]
@@ -114,7 +115,7 @@ fn load_layers(
         ));
         return;
     }
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_to_string_bounded(path, RECIPE_LIMIT) {
         Ok(t) => t,
         Err(e) => {
             problems.push(Problem::new(

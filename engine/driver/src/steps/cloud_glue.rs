@@ -14,6 +14,7 @@ use executor_cloud::openstack::OpenStack;
 use executor_cloud::ownership::{Ownership, POOL_PROJECT};
 use executor_cloud::settings::CloudSettings;
 use executor_cloud::transport::ConnectOptions;
+use executor_foundation::bounded_read::{JOB_RESPONSE_LIMIT, read_to_string_bounded};
 use executor_foundation::stage::Stage;
 
 /// State key: the server's id.
@@ -131,7 +132,7 @@ pub fn job_ownership(
 ) -> Result<Ownership, StepError> {
     let runner = settings.owner.clone().unwrap_or_else(|| "executor".into());
     if let Some(path) = env("JOB_RESPONSE_FILE") {
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_to_string_bounded(std::path::Path::new(&path), JOB_RESPONSE_LIMIT) {
             Ok(t) => t,
             // gitlab-runner always writes it; without it (a hand-run stage) use the variables.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

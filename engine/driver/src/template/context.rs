@@ -18,6 +18,7 @@ use serde_json::{Map, Value as Json};
 use executor_foundation::job_state::is_private_key;
 
 use crate::steps::context::RunArgs;
+use executor_foundation::bounded_read::{JOB_RESPONSE_LIMIT, read_bounded};
 
 pub const NAMES: [&str; 10] = [
     "env", "job", "vars", "steps", "state", "run", "stage", "executor", "trusted", "pool",
@@ -56,7 +57,7 @@ impl Environment {
             .env
             .get("JOB_RESPONSE_FILE")
             .and_then(|p| p.as_str())
-            .and_then(|p| std::fs::read(p).ok());
+            .and_then(|p| read_bounded(std::path::Path::new(p), JOB_RESPONSE_LIMIT).ok());
         if let Some(Ok(Json::Object(mut m))) = payload.map(|b| serde_json::from_slice::<Json>(&b)) {
             for k in SECRET_PAYLOAD_KEYS {
                 m.shift_remove(k);
