@@ -410,6 +410,12 @@ async fn the_binary_runs_the_openstack_steps_and_run_makes_no_api_requests() {
             .starts_with("127.77."),
         "{state}"
     );
+    // `address_kind: floating` picked the floating IP out of the server's addresses.
+    assert_eq!(
+        state["floating_seen"].as_str().unwrap(),
+        format!("{} floating", state["fip"].as_str().unwrap()),
+        "{state}"
+    );
 
     let before = sim.request_log().len();
     let script = d.join("script.sh");

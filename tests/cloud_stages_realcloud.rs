@@ -111,6 +111,12 @@ async fn prepare_run_cleanup_through_the_binary() {
         state["fip"].as_str().unwrap().starts_with("127.44.0."),
         "{state}"
     );
+    // `address_kind: floating` picked the floating IP out of the server's addresses.
+    assert_eq!(
+        state["floating_seen"].as_str().unwrap(),
+        format!("{} floating", state["fip"].as_str().unwrap()),
+        "{state}"
+    );
     let os = demo().await;
     let server = os.get_server(&id).await.unwrap().expect("server exists");
     assert!(

@@ -10,8 +10,8 @@ use executor_cloud::{AddressKind, CloudError, CloudErrorKind};
 
 /// Choose the address to reach the server by, and save it as `state.server_address`.
 ///
-/// The rule: keep addresses on `network` (if named), of `family` (default IPv4), of `kind`
-/// (default fixed; `any` prefers floating). If they lie on several networks and none is named,
+/// The rule: keep addresses on `network` (if named), of `family` (default IPv4), of
+/// `address_kind` (default fixed; `any` prefers floating). If they lie on several networks and none is named,
 /// the step fails rather than guess. Within a network, Nova's order decides.
 /// Outputs: `address`, `network`, `kind`, and the server's `metadata` (where a cloud may
 /// publish a non-standard SSH port as `ssh_port`, as the simulator does).
@@ -28,9 +28,10 @@ pub struct ServerAddress {
     /// `ipv4` (default), `ipv6` or `any` (IPv4 first).
     #[serde(default)]
     pub family: IpFamily,
-    /// `fixed` (default), `floating`, or `any` (floating first).
+    /// `fixed` (default), `floating`, or `any` (floating first). Not `kind`, which names the
+    /// step's kind.
     #[serde(default)]
-    pub kind: AddressChoice,
+    pub address_kind: AddressChoice,
 }
 
 impl ServerAddress {
@@ -56,7 +57,7 @@ impl ServerAddress {
         let policy = AddressPolicy {
             network: self.network.clone(),
             family: self.family,
-            kind: self.kind,
+            kind: self.address_kind,
         };
         let address = choose_address(&server, &policy)?;
         cloud_glue::save(cx, STATE_ADDRESS, json!(address.ip.to_string()))?;
@@ -76,5 +77,26 @@ impl ServerAddress {
         );
         out.insert("metadata".into(), json!(server.metadata));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::steps::StepKind;
+
+    #[test]
+    fn the_address_kind_is_read_from_a_recipe_step() {
+        let step: StepKind = serde_json::from_value(serde_json::json!({
+            "kind": "server_address",
+            "address_kind": "floating",
+        }))
+        .unwrap();
+        let StepKind::ServerAddress(step) = step else {
+            panic!("{step:?}")
+        };
+        assert_eq!(
+            step.address_kind,
+            executor_cloud::address::AddressChoice::Floating
+        );
     }
 }
