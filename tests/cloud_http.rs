@@ -526,3 +526,42 @@ async fn an_endless_answer_is_refused_at_the_ceiling() {
     assert!(err.to_string().contains("larger than 32 MiB"), "{err}");
     assert_eq!(count(&state, "GET", "/compute/v2.1/servers/a"), 1);
 }
+
+/// Keystone's 429 is named for what it is, with the Retry-After that was honoured; not an
+/// "internal server error".
+#[tokio::test]
+async fn a_keystone_429_is_named_with_the_retry_after_it_honoured() {
+    let (state, url) = start().await;
+    script(
+        &state,
+        "POST /identity/v3/auth/tokens",
+        &[Act::Status(429, Some("1")); 5],
+    );
+    let started = std::time::Instant::now();
+    let err = connect(&url).await.unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::RateLimited, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("HTTP 429 Too Many Requests"), "{text}");
+    assert!(text.contains("the 1s its Retry-After asked"), "{text}");
+    assert!(
+        !text.to_lowercase().contains("internal server error"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(count(&state, "POST", "/identity/v3/auth/tokens"), 5);
+
+    // One 429, then a token: the connection is made after the pause asked for.
+    let (state, url) = start().await;
+    script(
+        &state,
+        "POST /identity/v3/auth/tokens",
+        &[Act::Status(429, Some("1"))],
+    );
+    let started = std::time::Instant::now();
+    connect(&url).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(950));
+}

@@ -36,6 +36,16 @@ pub struct KeystoneAuth {
     token_url: String,
     token: tokio::sync::RwLock<Option<Token>>,
     issued: AtomicU64,
+    /// The status and `Retry-After` of Keystone's last refusal: osauth's error has no room for
+    /// them, and the caller's retry loop needs both (a 429 is not a server fault).
+    refusal: std::sync::Mutex<Option<Refusal>>,
+}
+
+/// Keystone said no to a token request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
 }
 
 struct Token {
@@ -154,6 +164,7 @@ impl KeystoneAuth {
             token_url,
             token: tokio::sync::RwLock::new(None),
             issued: AtomicU64::new(0),
+            refusal: std::sync::Mutex::new(None),
         }
     }
 
@@ -301,6 +312,10 @@ impl KeystoneAuth {
         let status = response.status();
         let request_id = super::transport::request_id(response.headers());
         if !status.is_success() {
+            *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(Refusal {
+                status: status.as_u16(),
+                retry_after: super::transport::retry_after(response.headers()),
+            });
             let kind = match status.as_u16() {
                 401 => ErrorKind::AuthenticationFailed,
                 403 => ErrorKind::AccessDenied,
@@ -319,7 +334,7 @@ impl KeystoneAuth {
                 format!(
                     "Keystone refused a token for {} (HTTP {}{}): {}",
                     self.creds.source,
-                    status.as_u16(),
+                    status,
                     request_id
                         .map(|id| format!(", request id {id}"))
                         .unwrap_or_default(),
@@ -469,6 +484,14 @@ impl KeystoneAuth {
 
     /// Makes sure there is a token, asking Keystone for one only when there is none (or it is
     /// due for renewal).
+    /// Keystone's last refusal, once.
+    pub(crate) fn take_refusal(&self) -> Option<Refusal> {
+        self.refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
     pub(crate) async fn authenticate(&self, client: &Client) -> Result<(), OsError> {
         self.ensure(client, false).await
     }

@@ -299,14 +299,18 @@ pub fn error_message(body: &str) -> String {
     text
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get("retry-after")?.to_str().ok()?.trim();
     value.parse::<u64>().ok().map(Duration::from_secs)
 }
 
 fn auth_error(call: &Call, e: osauth::Error) -> CloudError {
     use osauth::ErrorKind as K;
-    let text = e.to_string();
+    // osauth puts its kind's description first ("Internal server error or bad gateway: ..."),
+    // which misnames a 429 or a refused password; our messages say what happened themselves.
+    let full = e.to_string();
+    let prefix = format!("{}: ", e.kind());
+    let text = full.strip_prefix(&prefix).unwrap_or(&full).to_string();
     let kind = match e.kind() {
         K::AuthenticationFailed | K::AccessDenied => CloudErrorKind::Auth,
         K::ResourceNotFound => CloudErrorKind::NotFound,
@@ -513,6 +517,8 @@ impl Api {
         // asks Keystone unless a saved token was adopted. Asking Keystone for a token again is
         // harmless, so an unavailable Keystone is retried like any idempotent call; a refused
         // password is not.
+        // For the final error: how long Keystone kept us waiting, and whether it asked to.
+        let (mut waits, mut waited, mut honoured) = (0u32, Duration::ZERO, None);
         let session = loop {
             let session_auth = SessionAuth::new(auth.clone(), roots.clone());
             match osauth::Session::new_with_client(client.clone(), session_auth).await {
@@ -522,9 +528,40 @@ impl Api {
                     if err.kind == CloudErrorKind::Invalid {
                         err.kind = CloudErrorKind::Auth;
                     }
+                    let refusal = auth.take_refusal();
+                    // The status is in Keystone's message already; the class must say it too.
+                    if refusal.is_some_and(|r| r.status == 429) {
+                        err.kind = CloudErrorKind::RateLimited;
+                    }
+                    if waits > 0 {
+                        err.message = format!(
+                            "{} (after {waits} pause(s), {} in all{})",
+                            err.message,
+                            humantime::format_duration(round_ms(waited)),
+                            honoured
+                                .map(|h| format!(
+                                    ", each at least the {} its Retry-After asked",
+                                    humantime::format_duration(h)
+                                ))
+                                .unwrap_or_default()
+                        );
+                    }
                     match (err.kind, delays.next()) {
-                        (CloudErrorKind::Transient | CloudErrorKind::Timeout, Some(d)) => {
-                            tracing::debug!(error = %err, "authentication failed; retrying");
+                        (
+                            CloudErrorKind::Transient
+                            | CloudErrorKind::Timeout
+                            | CloudErrorKind::RateLimited,
+                            Some(d),
+                        ) => {
+                            let hint = refusal.and_then(|r| r.retry_after);
+                            let d = match hint {
+                                Some(h) => d.max(h.min(settings.max_retry_delay)),
+                                None => d,
+                            };
+                            waits += 1;
+                            waited += d;
+                            honoured = hint.or(honoured);
+                            tracing::debug!(error = %err, ?d, "authentication failed; retrying");
                             tokio::time::sleep(d).await;
                         }
                         _ => return Err(err),
@@ -942,4 +979,9 @@ impl Api {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// For messages: a jittered delay to the millisecond.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
 }
