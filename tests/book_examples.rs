@@ -154,14 +154,8 @@ fn every_example_runs_a_job_under_simulate() {
         },
         Case::new("host-keys-from-console.yaml"),
         Case::new("site-override.yaml"),
-        // The simulated server has no cloud-init to wait for.
-        Case {
-            extra_layer: Some(
-                "version: 1\npatch:\n  ssh:\n    readiness_command: null\n    readiness_timeout: null\n"
-                    .into(),
-            ),
-            ..Case::new("cloud-init.yaml")
-        },
+        // The simulated guest answers `cloud-init status --wait` as a finished boot does.
+        Case::new("cloud-init.yaml"),
         // The site's key pair exists before any job: the test layer plays the administrator.
         Case {
             env: vec![

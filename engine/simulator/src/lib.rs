@@ -35,6 +35,7 @@ mod console_log;
 mod faults;
 mod filter;
 mod glance;
+mod guest_tools;
 mod http;
 mod http_error;
 mod keystone;

@@ -77,7 +77,18 @@ impl GuestSession {
                 cmd.arg("-s");
             }
         }
+        // The image's own commands (cloud-init) come first, as on a real guest.
+        let guest_bin = crate::guest_tools::install(&self.spec.workdir)?;
+        let path = match std::env::var_os("PATH") {
+            Some(p) => {
+                let mut dirs = vec![guest_bin];
+                dirs.extend(std::env::split_paths(&p));
+                std::env::join_paths(dirs).unwrap_or(p)
+            }
+            None => guest_bin.into_os_string(),
+        };
         cmd.current_dir(&self.spec.workdir)
+            .env("PATH", path)
             .env("HOME", &self.spec.workdir)
             .env("USER", &self.user)
             .env("LOGNAME", &self.user)
