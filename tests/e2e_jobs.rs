@@ -268,3 +268,73 @@ test \"$(cat \"$HOME/claimed-by\")\" = \"$CI_JOB_ID\"";
     let log = cloud.sim.request_log();
     assert_eq!(log.count_path_containing("POST", "/os-keypairs"), 20);
 }
+
+/// `EXECUTOR_EVENTS` writes the driver's own events as JSON lines: one per step and one per
+/// stage, with the job, the server and the cloud's request ids; never into the job log, and
+/// with no secret in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_events_are_json_lines_with_job_server_and_request_ids() {
+    let cloud = Cloud::start().await;
+    let events = cloud.dir.path().join("events.jsonl");
+    let mut cfg = cloud.runner_config(&[e2e_support::default_recipe()], OWNER);
+    cfg.service_env
+        .push(("EXECUTOR_EVENTS".into(), events.display().to_string()));
+    let runner = gitlab_runner_standin::Runner::new(cfg);
+    let r = run_bounded(&runner, &Job::from_script("echo hi"), RunOptions::default()).await;
+    assert_eq!(r.status, JobStatus::Success, "{}", explain(&r));
+    assert!(
+        !r.job_log.contains("\"event\""),
+        "events leaked into the job log"
+    );
+
+    let text = std::fs::read_to_string(&events).expect("the events file");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let stages: Vec<&str> = lines
+        .iter()
+        .filter(|e| e["event"] == "stage")
+        .map(|e| e["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages.first(), Some(&"config"), "{text}");
+    assert!(
+        stages.contains(&"prepare") && stages.contains(&"cleanup"),
+        "{text}"
+    );
+    for e in &lines {
+        assert!(e["ts"].is_string() && e["duration_ms"].is_u64(), "{e}");
+        assert!(e["pid"].is_u64() && e["job"].is_number(), "{e}");
+        assert!(e["outcome"].is_string(), "{e}");
+    }
+    let create = lines
+        .iter()
+        .find(|e| e["event"] == "step" && e["kind"] == "create_server")
+        .unwrap_or_else(|| panic!("no create_server step event: {text}"));
+    assert_eq!(create["stage"], "prepare");
+    assert_eq!(create["outcome"], "ok");
+    let server = create["server_id"].as_str().expect("the server id");
+    assert!(
+        create["request_ids"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{create}"
+    );
+    let delete = lines
+        .iter()
+        .find(|e| e["event"] == "step" && e["stage"] == "cleanup" && e["kind"] == "delete_server")
+        .unwrap_or_else(|| panic!("no delete_server step event: {text}"));
+    assert_eq!(delete["server_id"], server, "cleanup names the same server");
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["event"] == "stage" && e["sub_stage"] == "build_script"),
+        "{text}"
+    );
+    for secret in [
+        executor_simulator::USER_PASSWORD,
+        "BEGIN OPENSSH PRIVATE KEY",
+    ] {
+        assert!(!text.contains(secret), "a secret in the events: {text}");
+    }
+}

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod commands;
 mod logging;
+mod operator_events;
 pub mod pool;
 mod recipe_files;
 mod signals;

@@ -61,6 +61,7 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
             }
         };
         let environment = Environment::from_process();
+        crate::operator_events::open_for_stage(stage, run.as_ref(), &environment, &state, &log);
         let interp = Interpreter::new(&loaded, &environment, &log, &exit, cancel);
         let vars = match interp.evaluate_vars(&state, run.as_ref(), stage) {
             Ok(v) => v,
@@ -78,6 +79,7 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
         report_to_pool(&loaded, stage, run.as_ref(), started, outcome).await;
         outcome
     });
+    crate::operator_events::stage_finished(started.elapsed(), outcome_name(outcome));
     exit.exit_code(outcome)
 }
 
@@ -131,12 +133,7 @@ async fn report_to_pool(
     let report = executor_pool::Report {
         stage: run.map_or_else(|| stage.name().to_string(), |r| r.stage.clone()),
         seconds: started.elapsed().as_secs_f64(),
-        outcome: match outcome {
-            Outcome::Success => "success",
-            Outcome::BuildFailure(_) => "build_failure",
-            Outcome::SystemFailure => "system_failure",
-        }
-        .into(),
+        outcome: outcome_name(outcome).into(),
     };
     let _ = executor_pool::report(
         &pool.socket_path(),
@@ -144,4 +141,12 @@ async fn report_to_pool(
         std::time::Duration::from_millis(300),
     )
     .await;
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "success",
+        Outcome::BuildFailure(_) => "build_failure",
+        Outcome::SystemFailure => "system_failure",
+    }
 }

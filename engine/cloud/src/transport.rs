@@ -883,6 +883,9 @@ impl Api {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let rid = request_id(response.headers());
+                    if let Some(id) = &rid {
+                        executor_foundation::events::note_request_id(id);
+                    }
                     let hint = retry_after(response.headers());
                     let text = match bounded_text(response, ANSWER_LIMIT).await {
                         Ok(t) => t,

@@ -6,6 +6,7 @@
 pub mod bounded_read;
 pub mod durations;
 pub mod error_class;
+pub mod events;
 pub mod exit_codes;
 pub mod job_log;
 pub mod job_state;

@@ -25,6 +25,34 @@ use executor_foundation::stage::Stage;
 
 mod outside_job;
 
+/// The operator event of one step (see `executor_foundation::events`).
+fn step_event(
+    spec: &StepSpec,
+    result: &Result<Option<Map<String, Json>>, StepError>,
+    took: Duration,
+) {
+    if !executor_foundation::events::enabled() {
+        return;
+    }
+    let mut fields = Map::new();
+    fields.insert("step".into(), Json::String(spec.id().to_string()));
+    fields.insert("kind".into(), Json::String(spec.kind.clone()));
+    fields.insert(
+        "duration_ms".into(),
+        executor_foundation::events::millis(took),
+    );
+    let outcome = match result {
+        Ok(Some(_)) => "ok",
+        Ok(None) => "skipped",
+        Err(_) => "failed",
+    };
+    fields.insert("outcome".into(), Json::String(outcome.into()));
+    if let Err(e) = result {
+        fields.insert("class".into(), Json::String(e.class.name().into()));
+    }
+    executor_foundation::events::emit(executor_foundation::events::STEP, fields);
+}
+
 /// The first step that failed a stage, and how.
 #[derive(Debug, Clone)]
 pub struct StepFailure {
@@ -166,9 +194,11 @@ impl<'a> Interpreter<'a> {
             if (failure.is_some() || canceled) && !runs_anyway {
                 continue;
             }
+            let step_started = Instant::now();
             let result = self
                 .run_step(spec, &pointer, stage, state, &mut vars, &outputs, run)
                 .await;
+            step_event(spec, &result, step_started.elapsed());
             let result = match (result, spec.common.fallback) {
                 (Err(e), Some(Fallback::Provision)) if !self.cancel.is_cancelled() => {
                     self.log.info(&format!(

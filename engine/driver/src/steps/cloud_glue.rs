@@ -198,6 +198,9 @@ pub fn owner(cx: &StepContext<'_>, settings: &CloudSettings) -> Result<Ownership
 
 /// Saves `key` in the job state at once (a killed stage keeps it).
 pub fn save(cx: &mut StepContext<'_>, key: &str, value: Value) -> Result<(), StepError> {
+    if key == STATE_SERVER_ID {
+        executor_foundation::events::set_context("server_id", value.clone());
+    }
     if value.is_null() {
         cx.state.remove(key);
     } else {
