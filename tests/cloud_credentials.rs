@@ -200,3 +200,128 @@ fn unsupported_auth_types_and_interfaces_are_rejected_clearly() {
     assert!(err.to_string().contains("private"), "{err}");
     assert!(!err.to_string().contains(SECRET));
 }
+
+/// A token from the simulated Keystone, as a site's token broker would hand one out.
+async fn sim_token(sim: &executor_simulator::SimCloud) -> String {
+    let body = serde_json::json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": executor_simulator::USER_NAME, "domain": {"name": "Default"},
+        "password": executor_simulator::USER_PASSWORD}}}}});
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/auth/tokens",
+            sim.auth_url().trim_end_matches('/')
+        ))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.headers()["x-subject-token"].to_str().unwrap().to_string()
+}
+
+fn token_env(sim: &executor_simulator::SimCloud, token: &str) -> HashMap<String, String> {
+    [
+        ("OS_AUTH_URL", sim.auth_url()),
+        ("OS_TOKEN", token.to_string()),
+        ("OS_PROJECT_NAME", executor_simulator::PROJECT_NAME.into()),
+        ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
+        ("HOME", "/nonexistent".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `OS_TOKEN` (auth type `v3token`): the given token is exchanged for one scoped to the
+/// project; once it has expired, the error says what happened and what to do.
+#[tokio::test]
+async fn a_given_token_connects_and_its_expiry_is_explained() {
+    let sim = executor_simulator::SimCloud::start(executor_simulator::SimOptions::default())
+        .await
+        .unwrap();
+    let token = sim_token(&sim).await;
+    let vars = token_env(&sim, &token);
+    let lookup = move |k: &str| vars.get(k).cloned();
+    let creds = Credentials::load(&CloudSettings::default(), &lookup).unwrap();
+    assert!(matches!(creds.method, AuthMethod::Token { .. }));
+    assert!(!format!("{creds:?}").contains(&token), "the token in Debug");
+    let os = executor_cloud::OpenStack::connect_with_env(&CloudSettings::default(), &lookup)
+        .await
+        .expect("a connection from the given token");
+    use executor_cloud::Cloud;
+    os.compute_limits().await.expect("a scoped request works");
+
+    sim.faults().expire_tokens();
+    let err = executor_cloud::OpenStack::connect_with_env(&CloudSettings::default(), &lookup)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind, executor_cloud::CloudErrorKind::Auth, "{text}");
+    assert!(text.contains("has expired or was revoked"), "{text}");
+    assert!(text.contains("fresh token"), "{text}");
+    assert!(!text.contains(&token), "the token in a message: {text}");
+}
+
+/// A clouds-public.yaml profile gives the base (here Keystone's URL and the region), the
+/// clouds.yaml entry adds the user, and secure.yaml the password, as openstacksdk merges them.
+#[tokio::test]
+async fn a_profile_plus_secure_yaml_connects_to_the_simulator() {
+    let sim = executor_simulator::SimCloud::start(executor_simulator::SimOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "clouds-public.yaml",
+        &format!(
+            "public-clouds:\n  simvendor:\n    auth:\n      auth_url: {}\n      user_domain_name: Default\n      project_domain_name: Default\n    interface: public\n",
+            sim.auth_url()
+        ),
+    );
+    let clouds = write(
+        dir.path(),
+        "clouds.yaml",
+        &format!(
+            "clouds:\n  site:\n    profile: simvendor\n    auth:\n      username: {}\n      project_name: {}\n",
+            executor_simulator::USER_NAME,
+            executor_simulator::PROJECT_NAME
+        ),
+    );
+    write(
+        dir.path(),
+        "secure.yaml",
+        &format!(
+            "clouds:\n  site:\n    auth:\n      password: {}\n",
+            executor_simulator::USER_PASSWORD
+        ),
+    );
+    let e = env(&[
+        ("OS_CLOUD", "site"),
+        ("OS_CLIENT_CONFIG_FILE", clouds.to_str().unwrap()),
+        ("HOME", "/nonexistent"),
+    ]);
+    let creds = Credentials::load(&CloudSettings::default(), &e).unwrap();
+    assert_eq!(creds.auth_url, sim.auth_url());
+    let os = executor_cloud::OpenStack::connect_with_env(&CloudSettings::default(), &e)
+        .await
+        .expect("profile + clouds.yaml + secure.yaml connect");
+    use executor_cloud::Cloud;
+    os.compute_limits().await.expect("a request works");
+
+    // A profile that is not there is named, with the ones that are.
+    let clouds = write(
+        dir.path(),
+        "clouds.yaml",
+        "clouds:\n  site:\n    profile: nosuch\n    auth: {username: demo}\n",
+    );
+    let e = env(&[
+        ("OS_CLOUD", "site"),
+        ("OS_CLIENT_CONFIG_FILE", clouds.to_str().unwrap()),
+        ("HOME", "/nonexistent"),
+    ]);
+    let err = Credentials::load(&CloudSettings::default(), &e).unwrap_err();
+    assert!(
+        err.to_string().contains("\"nosuch\" is not in") && err.to_string().contains("simvendor"),
+        "{err}"
+    );
+}

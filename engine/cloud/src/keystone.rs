@@ -206,6 +206,14 @@ impl KeystoneAuth {
                 opt(user),
                 opt(user_domain)
             ),
+            // Another given token is another identity. The scope sits in the state file next
+            // to the saved token itself, so a digest of the given one reveals nothing more.
+            AuthMethod::Token { token } => {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::hash::DefaultHasher::new();
+                token.expose_secret().hash(&mut h);
+                format!("token {:016x}", h.finish())
+            }
         };
         format!(
             "{} | {} | project {} {} | region {} | {}",
@@ -276,6 +284,9 @@ impl KeystoneAuth {
                 cred["secret"] = Value::String(secret.expose_secret().to_string());
                 json!({ "methods": ["application_credential"], "application_credential": cred })
             }
+            AuthMethod::Token { token } => {
+                json!({ "methods": ["token"], "token": { "id": token.expose_secret() } })
+            }
         };
         let mut auth = json!({ "identity": identity });
         if let Some(project) = &self.creds.project {
@@ -324,6 +335,16 @@ impl KeystoneAuth {
                 s if s >= 500 || s == 429 => ErrorKind::InternalServerError,
                 _ => ErrorKind::InvalidInput,
             };
+            // A given token cannot be renewed by us: say so where the job's author and the
+            // operator will look, instead of a bare 401.
+            let hint = match (&self.creds.method, status.as_u16()) {
+                (AuthMethod::Token { .. }, 401 | 404) => {
+                    "; the given token (OS_TOKEN or auth.token) has expired or was revoked, and \
+                     the tokens made from it with it. The driver cannot get a new one by itself: \
+                     give the runner a fresh token, or an application credential"
+                }
+                _ => "",
+            };
             let detail = super::transport::error_message(
                 &bounded_text(response, ANSWER_LIMIT)
                     .await
@@ -332,7 +353,7 @@ impl KeystoneAuth {
             return Err(OsError::new(
                 kind,
                 format!(
-                    "Keystone refused a token for {} (HTTP {}{}): {}",
+                    "Keystone refused a token for {} (HTTP {}{}): {}{hint}",
                     self.creds.source,
                     status,
                     request_id

@@ -151,6 +151,8 @@ enum Outcome {
         scoped: bool,
         method: &'static str,
         app_cred_id: Option<String>,
+        /// A token made from another token expires with it, as Keystone's do.
+        not_after: Option<SystemTime>,
     },
     Unauthorized,
     Bad(String),
@@ -198,6 +200,7 @@ fn authenticate(st: &Store, body: &Value) -> Outcome {
                 scoped: true,
                 method: "application_credential",
                 app_cred_id: Some(a.id.clone()),
+                not_after: None,
             },
             _ => Outcome::Unauthorized,
         };
@@ -218,6 +221,7 @@ fn authenticate(st: &Store, body: &Value) -> Outcome {
                 scoped,
                 method: "password",
                 app_cred_id: None,
+                not_after: None,
             }
         } else {
             Outcome::Unauthorized
@@ -231,6 +235,7 @@ fn authenticate(st: &Store, body: &Value) -> Outcome {
                 scoped,
                 method: "token",
                 app_cred_id: t.app_cred_id.clone(),
+                not_after: Some(t.expires),
             },
             _ => Outcome::Unauthorized,
         };
@@ -247,13 +252,14 @@ async fn issue_token(State(sh): S, body: Option<Json<Value>>) -> Response {
         );
     };
     let mut st = sh.store();
-    let (user_id, scoped, method, app_cred_id) = match authenticate(&st, &body) {
+    let (user_id, scoped, method, app_cred_id, not_after) = match authenticate(&st, &body) {
         Outcome::Ok {
             user_id,
             scoped,
             method,
             app_cred_id,
-        } => (user_id, scoped, method, app_cred_id),
+            not_after,
+        } => (user_id, scoped, method, app_cred_id, not_after),
         Outcome::Unauthorized => return unauthorized(&sh.base_url),
         Outcome::Bad(m) => return error(Service::Identity, 400, &m),
     };
@@ -263,7 +269,9 @@ async fn issue_token(State(sh): S, body: Option<Json<Value>>) -> Response {
         scoped,
         methods: vec![method.to_string()],
         issued: now,
-        expires: now + sh.opts.token_ttl,
+        expires: not_after.map_or(now + sh.opts.token_ttl, |cap| {
+            cap.min(now + sh.opts.token_ttl)
+        }),
         app_cred_id,
     };
     let id = format!("gAAAAAB{}{}", new_hex_id(), new_hex_id());
