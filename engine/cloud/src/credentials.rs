@@ -242,23 +242,7 @@ fn from_clouds_yaml(
             })?,
     };
     let doc = read_yaml(&path)?;
-    let mut cloud = doc
-        .get("clouds")
-        .and_then(|c| c.get(name))
-        .cloned()
-        .ok_or_else(|| {
-            let known: Vec<&str> = doc
-                .get("clouds")
-                .and_then(Value::as_object)
-                .map(|m| m.keys().map(String::as_str).collect())
-                .unwrap_or_default();
-            CloudError::new(
-                super::error::CloudErrorKind::NotFound,
-                OP,
-                format!("cloud {name:?}"),
-                format!("not in {} (it has: {})", path.display(), known.join(", ")),
-            )
-        })?;
+    let mut cloud = named_entry(&doc, "clouds", name, &path, name, "")?;
     // A profile (`profile:`, or `cloud:` in older files) is the base the entry overrides.
     let profile = text(&cloud, "profile").or_else(|| text(&cloud, "cloud"));
     if let Some(profile) = profile {
@@ -311,12 +295,31 @@ fn public_profile(
         ));
     };
     let doc = read_yaml(public)?;
-    doc.get("public-clouds")
-        .and_then(|c| c.get(profile))
+    named_entry(
+        &doc,
+        "public-clouds",
+        profile,
+        public,
+        cloud,
+        &format!("its profile {profile:?} is "),
+    )
+}
+
+/// `doc[map][name]`, or an error about `cloud` that lists the names the map has.
+fn named_entry(
+    doc: &Value,
+    map: &str,
+    name: &str,
+    path: &Path,
+    cloud: &str,
+    subject: &str,
+) -> Result<Value, CloudError> {
+    doc.get(map)
+        .and_then(|c| c.get(name))
         .cloned()
         .ok_or_else(|| {
             let known: Vec<&str> = doc
-                .get("public-clouds")
+                .get(map)
                 .and_then(Value::as_object)
                 .map(|m| m.keys().map(String::as_str).collect())
                 .unwrap_or_default();
@@ -325,8 +328,8 @@ fn public_profile(
                 OP,
                 format!("cloud {cloud:?}"),
                 format!(
-                    "its profile {profile:?} is not in {} (it has: {})",
-                    public.display(),
+                    "{subject}not in {} (it has: {})",
+                    path.display(),
                     known.join(", ")
                 ),
             )

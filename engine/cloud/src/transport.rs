@@ -325,17 +325,17 @@ fn auth_error(call: &Call, e: osauth::Error) -> CloudError {
 }
 
 fn transport_error(call: &Call, e: &reqwest::Error) -> CloudError {
-    let kind = if e.is_timeout() {
+    no_answer_error(call, e.is_timeout(), describe_reqwest_error(e))
+}
+
+/// A request that got no answer: a timeout, or a connection that failed (worth a retry).
+fn no_answer_error(call: &Call, timed_out: bool, why: String) -> CloudError {
+    let kind = if timed_out {
         CloudErrorKind::Timeout
     } else {
         CloudErrorKind::Transient
     };
-    CloudError::new(
-        kind,
-        call.operation.clone(),
-        call.resource.clone(),
-        describe_reqwest_error(e),
-    )
+    CloudError::new(kind, call.operation.clone(), call.resource.clone(), why)
 }
 
 /// `url` with `segments` appended, each percent-encoded as one path segment.
@@ -855,17 +855,7 @@ impl Api {
                 self.settings.request_timeout,
                 self.settings.connect_timeout,
             );
-            let kind = if why.is_timeout() {
-                CloudErrorKind::Timeout
-            } else {
-                CloudErrorKind::Transient
-            };
-            CloudError::new(
-                kind,
-                call.operation.clone(),
-                call.resource.clone(),
-                why.to_string(),
-            )
+            no_answer_error(call, why.is_timeout(), why.to_string())
         })
     }
 
