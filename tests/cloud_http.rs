@@ -476,6 +476,27 @@ async fn a_refused_connection_is_retried_and_named() {
 }
 
 #[tokio::test]
+async fn a_password_in_the_auth_url_is_not_printed_when_keystone_is_unreachable() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let err = connect(&format!(
+        "http://admin:{PASSWORD}@127.0.0.1:{port}/identity/v3"
+    ))
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("cannot reach Keystone at"), "{text}");
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{port}/identity/v3")),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(!text.contains("admin:"), "{text}");
+    assert!(!format!("{err:?}").contains(PASSWORD));
+}
+
+#[tokio::test]
 async fn a_create_without_an_answer_is_a_timeout_sent_once() {
     let (state, url) = start().await;
     let os = connect(&url).await.unwrap();

@@ -11,5 +11,6 @@ pub mod job_state;
 pub mod redact;
 pub mod shell_quote;
 pub mod stage;
+pub mod url_userinfo;
 
 pub use error_class::ErrorClass;
