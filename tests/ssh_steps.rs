@@ -193,6 +193,30 @@ fn a_later_probe_checks_the_pin_instead_of_learning_the_key_again() {
     assert_eq!(read_pin(), pinned, "the pin was replaced");
 }
 
+/// Issue 14, item 1, the warm pool's side: `pool_claim` writes the pool probe's pin into the job
+/// state in prepare; a probe after it checks the server against that pin.
+#[test]
+fn a_probe_after_a_claim_checks_the_claimed_pin() {
+    let fx = Fixture::start();
+    let job = tempfile::tempdir().unwrap();
+    let d = job.path();
+    let recipe_path = d.join("recipe.yaml");
+    std::fs::write(&recipe_path, recipe(&fx, "")).unwrap();
+    // What a claim of another server would have left: a pin that is not this server's key.
+    let other = executor_ssh::generate_job_key(d, "other", "other").unwrap();
+    let state = d.join("executor-state.json");
+    std::fs::write(
+        &state,
+        serde_json::json!({"ssh_host_key": other.public_openssh.trim()}).to_string(),
+    )
+    .unwrap();
+    let out = stage(d, &recipe_path, &["prepare"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(12), "{stderr}");
+    assert!(stderr.contains("host key"), "{stderr}");
+    assert!(!stderr.contains("said hello-from-probe"), "{stderr}");
+}
+
 /// Issue 14, item 12: within a stage, a session is reused only under the same host-key policy;
 /// one checked against the right fingerprint is not handed to a step that trusts another.
 #[test]
