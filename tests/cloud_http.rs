@@ -482,6 +482,54 @@ async fn a_refused_connection_is_retried_and_named() {
 }
 
 #[tokio::test]
+async fn a_password_in_the_auth_url_is_not_printed_when_keystone_is_unreachable() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let err = connect(&format!(
+        "http://admin:{PASSWORD}@127.0.0.1:{port}/identity/v3"
+    ))
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("cannot reach Keystone at"), "{text}");
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{port}/identity/v3")),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(!text.contains("admin:"), "{text}");
+    assert!(!format!("{err:?}").contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn a_password_in_the_auth_url_does_not_reach_the_lookup_cache_file() {
+    let (state, url) = start().await;
+    state.lock().unwrap().images.push(
+        json!({"id": "i1", "name": "ubuntu", "status": "active", "created_at": "2026-01-01T00:00:00Z"}),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let auth_url = url.replacen("http://", &format!("http://admin:{PASSWORD}@"), 1);
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("OS_AUTH_URL", auth_url),
+        ("OS_USERNAME", "demo".into()),
+        ("OS_PASSWORD", "another-password".into()),
+        ("OS_PROJECT_NAME", "demo".into()),
+        ("OS_USER_DOMAIN_NAME", "Default".into()),
+        ("OS_PROJECT_DOMAIN_ID", "default".into()),
+        ("XDG_CACHE_HOME", cache.path().display().to_string()),
+    ]);
+    let os = OpenStack::connect_with_env(&settings(), &move |k| vars.get(k).cloned())
+        .await
+        .unwrap();
+    os.resolve_image("ubuntu").await.unwrap();
+    let file = os.api().lookups().path().expect("the cache is on");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("ubuntu"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+}
+
+#[tokio::test]
 async fn a_create_without_an_answer_is_a_timeout_sent_once() {
     let (state, url) = start().await;
     let os = connect(&url).await.unwrap();

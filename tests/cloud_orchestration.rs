@@ -368,16 +368,16 @@ fn ownership_comes_from_the_job_response_file_not_the_job_variables() {
         r#"{"id": 555, "token": "t", "job_info": {"project_id": 9}}"#,
     )
     .unwrap();
-    let mut job = serde_json::Map::new();
-    job.insert("CI_JOB_ID".into(), "1".into());
-    job.insert("CI_PROJECT_ID".into(), "1".into());
     let settings = CloudSettings {
         owner: Some("runner-a".into()),
         ..CloudSettings::default()
     };
     let path = file.to_str().unwrap().to_string();
-    let o = executor_driver::steps::cloud_glue::job_ownership(&settings, &job, &move |k| {
-        (k == "JOB_RESPONSE_FILE").then(|| path.clone())
+    // The job's variables (CUSTOM_ENV_CI_JOB_ID=1) are not even offered: only the file counts.
+    let o = executor_driver::steps::cloud_glue::job_ownership(&settings, &move |k| match k {
+        "JOB_RESPONSE_FILE" => Some(path.clone()),
+        "CUSTOM_ENV_CI_JOB_ID" | "CUSTOM_ENV_CI_PROJECT_ID" => Some("1".into()),
+        _ => None,
     })
     .unwrap();
     assert_eq!(
@@ -388,8 +388,32 @@ fn ownership_comes_from_the_job_response_file_not_the_job_variables() {
             job: "555".into()
         }
     );
-    let o = executor_driver::steps::cloud_glue::job_ownership(&settings, &job, &|_| None).unwrap();
-    assert_eq!(o.job, "1", "without the file, the variables");
+}
+
+/// Issue 14, item 3: without gitlab-runner's payload there is no identity to trust, so
+/// ownership (and with it cleanup) fails closed instead of believing `CI_JOB_ID`.
+#[test]
+fn without_a_job_response_file_ownership_fails_closed() {
+    let settings = CloudSettings::default();
+    let variables = |k: &str| match k {
+        "CUSTOM_ENV_CI_JOB_ID" | "CUSTOM_ENV_CI_PROJECT_ID" => Some("1".to_string()),
+        _ => None,
+    };
+    let err = executor_driver::steps::cloud_glue::job_ownership(&settings, &variables).unwrap_err();
+    assert!(
+        err.message.contains("JOB_RESPONSE_FILE is not set"),
+        "{}",
+        err.message
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("response.json").display().to_string();
+    let err = executor_driver::steps::cloud_glue::job_ownership(&settings, &move |k| {
+        (k == "JOB_RESPONSE_FILE")
+            .then(|| gone.clone())
+            .or_else(|| variables(k))
+    })
+    .unwrap_err();
+    assert!(err.message.contains("does not exist"), "{}", err.message);
 }
 
 /// Bug 9 and 14: cleanup waits until the server is really gone, bounded.

@@ -460,6 +460,64 @@ async fn the_binary_runs_the_openstack_steps_and_run_makes_no_api_requests() {
     sim.shutdown().await;
 }
 
+/// Issue 14, item 10: a job state that is truncated, not an object, or gone still lets cleanup
+/// find the job's server (by exact name and ownership) and its per-job key pair (whose name
+/// follows from the ownership).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_with_a_damaged_or_missing_state_deletes_the_server_and_the_key_pair() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let clouds = sim.write_clouds_yaml(root.path()).unwrap();
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/damaged-state.yaml");
+    for (job, damage) in [
+        ("41", Some("{\"server_id\": \"ab")),
+        ("42", Some("[]")),
+        ("43", None),
+    ] {
+        let dir = root.path().join(format!("job-{job}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("response.json"),
+            format!(r#"{{"id": {job}, "job_info": {{"project_id": 7}}}}"#),
+        )
+        .unwrap();
+        let run = |args: &'static str| {
+            StageRun::new(&dir, [args])
+                .recipe(&recipe)
+                .env("OS_CLIENT_CONFIG_FILE", &clouds)
+                .env("OS_CLOUD", "sim")
+                .timeout(Duration::from_secs(120))
+        };
+        let prepare = run("prepare");
+        let out = tokio::task::spawn_blocking(move || prepare.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!((sim.counts().servers, sim.counts().keypairs), (1, 1));
+        let state = dir.join("executor-state.json");
+        match damage {
+            Some(text) => std::fs::write(&state, text).unwrap(),
+            None => std::fs::remove_file(&state).unwrap(),
+        }
+        let cleanup = run("cleanup");
+        let out = tokio::task::spawn_blocking(move || cleanup.output().unwrap())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "job {job}: {stderr}");
+        assert_eq!(
+            (sim.counts().servers, sim.counts().keypairs),
+            (0, 0),
+            "job {job} leaked: {stderr}"
+        );
+    }
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_boot_wait_outlasts_an_api_outage_longer_than_the_retries() {
     let sim = SimCloud::start(opts()).await.unwrap();

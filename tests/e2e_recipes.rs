@@ -62,9 +62,18 @@ fn every_shipped_recipe_runs_a_job_under_simulate() {
 }
 
 /// The `server` step of the default recipe as `executor render` shows it for this environment.
+/// Without `JOB_RESPONSE_FILE` in `env`, a payload of job 77 in project 5 stands in for
+/// gitlab-runner's.
 fn rendered_server_step(recipe: &str, env: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("job.env");
+    let payload = dir.path().join("response.json");
+    std::fs::write(&payload, r#"{"id": 77, "job_info": {"project_id": 5}}"#).unwrap();
+    let env = if env.contains("JOB_RESPONSE_FILE=") {
+        env.to_string()
+    } else {
+        format!("{env}JOB_RESPONSE_FILE={}\n", payload.display())
+    };
     std::fs::write(&env_file, env).unwrap();
     let out = Command::cargo_bin("executor")
         .expect("binary")
@@ -116,7 +125,11 @@ fn the_server_powers_itself_off_once_the_job_timeout_has_passed() {
     // gitlab-runner's payload wins over the job's variables, which a pipeline can set.
     let dir = tempfile::tempdir().unwrap();
     let payload = dir.path().join("response.json");
-    std::fs::write(&payload, r#"{"id": 77, "runner_info": {"timeout": 600}}"#).unwrap();
+    std::fs::write(
+        &payload,
+        r#"{"id": 77, "job_info": {"project_id": 5}, "runner_info": {"timeout": 600}}"#,
+    )
+    .unwrap();
     let step = rendered_server_step(
         "recipes/openstack.yaml",
         &format!(

@@ -195,6 +195,84 @@ fn render_shows_merged_recipe_and_rendered_steps_with_placeholders() {
     assert!(!text.contains("hunter2hunter2"));
 }
 
+/// Issue 14, item 4: `trusted` holds only what GitLab sets and a pipeline cannot, URLs lose
+/// their credentials, and `render --env-file` masks the job token of the payload it names.
+#[test]
+fn trusted_is_an_allow_list_and_render_never_prints_the_job_token() {
+    let d = tempfile::tempdir().unwrap();
+    let token = "glcbt-64_s3cr3tjobtoken";
+    let repo = format!("https://gitlab-ci-token:{token}@gitlab.example/group/project.git");
+    let payload = serde_json::json!({
+        "id": 9001,
+        "token": token,
+        "job_info": {"id": 9001, "name": "pipeline-chose-this-name", "stage": "test",
+                     "project_id": 7, "project_full_path": "group/project", "pipeline_id": 55},
+        "git_info": {"repo_url": repo, "ref": "pipeline-ref", "protected": true},
+        "runner_info": {"timeout": 3600},
+        "image": {"name": "pipeline-image"},
+        "steps": [{"name": "script", "script": ["pipeline-script"]}],
+        "dependencies": [{"id": 1, "name": "build", "token": "glcbt-dependency-token"}],
+        "variables": [{"key": "CI_REPOSITORY_URL", "value": repo, "masked": false}],
+    });
+    let response = write(d.path(), "response.json", &payload.to_string());
+    let r = write(
+        d.path(),
+        "r.yaml",
+        "version: 1\nprepare:\n  - id: a\n    kind: log\n    message: \"T={{ trusted | tojson }} R={{ job.CI_REPOSITORY_URL }}\"\n",
+    );
+    let env = write(
+        d.path(),
+        "job.env",
+        &format!(
+            "JOB_RESPONSE_FILE={}\nCUSTOM_ENV_CI_REPOSITORY_URL={repo}\n",
+            response.display()
+        ),
+    );
+    let out = Command::cargo_bin("executor")
+        .unwrap()
+        .args([
+            "--recipe",
+            r.to_str().unwrap(),
+            "render",
+            "--stage",
+            "prepare",
+            "--env-file",
+            env.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in [token, "glcbt-dependency-token"] {
+        assert!(!text.contains(secret), "{secret} printed: {text}");
+    }
+    for chosen_by_the_pipeline in [
+        "pipeline-chose-this-name",
+        "pipeline-ref",
+        "pipeline-image",
+        "pipeline-script",
+    ] {
+        assert!(
+            !text.contains(chosen_by_the_pipeline),
+            "{chosen_by_the_pipeline} is in trusted: {text}"
+        );
+    }
+    // The log message is JSON inside YAML: compare without YAML's escapes and tojson's spaces.
+    let flat = text.replace('\\', "").replace(": ", ":");
+    for kept in [
+        r#""id":9001"#,
+        r#""project_id":7"#,
+        r#""timeout":3600"#,
+        r#""repo_url":"https://gitlab.example/group/project.git""#,
+    ] {
+        assert!(flat.contains(kept), "{kept} missing: {text}");
+    }
+}
+
 #[test]
 fn the_default_recipe_refuses_a_host_key_the_console_did_not_print() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -84,6 +84,55 @@ fn all_four_stages_share_state_and_map_exit_codes() {
     assert!(state.get("machine").is_none());
 }
 
+fn payload(dir: &Path, job: u64) {
+    std::fs::write(
+        dir.join("response.json"),
+        format!(r#"{{"id": {job}, "token": "glcbt-{job}", "job_info": {{"project_id": 7}}}}"#),
+    )
+    .unwrap();
+}
+
+/// Issue 14, item 2: a state records its job; a stage of another job, or one that cannot say
+/// which job it is, refuses it with a system failure instead of using that job's server.
+#[test]
+fn a_job_state_of_another_job_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    payload(d, 4242);
+    stage(d, &["prepare"]).assert().success();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("executor-state.json")).unwrap()).unwrap();
+    assert_eq!(state["_job"]["job"], "4242", "{state}");
+
+    let script = d.join("script");
+    std::fs::write(&script, "echo hi\n").unwrap();
+    let run = [script.to_str().unwrap(), "build_script"];
+    stage(d, &["run", run[0], run[1]]).assert().success();
+    payload(d, 4343);
+    for args in [&["run", run[0], run[1]][..], &["cleanup"][..]] {
+        stage(d, args)
+            .assert()
+            .code(12)
+            .stderr(predicates::str::contains(
+                "belongs to job 4242 of project 7, not to this job (job 4343 of project 7)",
+            ));
+    }
+    std::fs::remove_file(d.join("response.json")).unwrap();
+    stage(d, &["cleanup"])
+        .assert()
+        .code(12)
+        .stderr(predicates::str::contains("cannot prove it is that job"));
+
+    // EXECUTOR_STATE_DIR no longer moves the state: job 4343 keeps its own, in its own directory.
+    let other = tempfile::tempdir().unwrap();
+    payload(other.path(), 4343);
+    stage(other.path(), &["prepare"])
+        .env("EXECUTOR_STATE_DIR", d)
+        .assert()
+        .success();
+    assert!(other.path().join("executor-state.json").exists());
+}
+
 #[test]
 fn cleanup_is_safe_when_prepare_never_ran() {
     let dir = tempfile::tempdir().unwrap();

@@ -144,6 +144,116 @@ fn prepare_pins_the_host_key_and_run_maps_exit_codes() {
     assert!(!marker.exists(), "the script reached the impostor");
 }
 
+/// Issue 14, item 1: once the job state holds a pin (from prepare's probe, or from a warm-pool
+/// claim), a probe in a later stage checks against it instead of learning the key again.
+#[test]
+fn a_later_probe_checks_the_pin_instead_of_learning_the_key_again() {
+    let mut fx = Fixture::start();
+    let job = tempfile::tempdir().unwrap();
+    let d = job.path();
+    let recipe_path = d.join("recipe.yaml");
+    // `run` probes again first, as a recipe that reboots the server would.
+    let text = recipe(&fx, "").replace(
+        "run:\n",
+        "run:\n  - id: again\n    kind: ssh_probe\n    wait_timeout: 20s\n",
+    );
+    std::fs::write(&recipe_path, text).unwrap();
+    let out = stage(d, &recipe_path, &["prepare"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read_pin = || {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("executor-state.json")).unwrap()).unwrap();
+        state["ssh_host_key"].as_str().unwrap().to_string()
+    };
+    let pinned = read_pin();
+
+    let marker = fx.remote_dir().join("ran");
+    let script = d.join("script");
+    std::fs::write(&script, format!("touch '{}'\n", marker.display())).unwrap();
+    let mut config = OpenSshServerConfig::new(vec![fx.public.clone()]);
+    config.listen = fx.server.addr().ip();
+    config.port = Some(fx.server.port());
+    fx.server.kill();
+    let _impostor = OpenSshServer::start(&config).unwrap();
+    let out = stage(
+        d,
+        &recipe_path,
+        &["run", script.to_str().unwrap(), "build_script"],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(12), "{stderr}");
+    assert!(stderr.contains("host key"), "{stderr}");
+    assert!(!marker.exists(), "the script reached the impostor");
+    assert_eq!(read_pin(), pinned, "the pin was replaced");
+}
+
+/// Issue 14, item 1, the warm pool's side: `pool_claim` writes the pool probe's pin into the job
+/// state in prepare; a probe after it checks the server against that pin.
+#[test]
+fn a_probe_after_a_claim_checks_the_claimed_pin() {
+    let fx = Fixture::start();
+    let job = tempfile::tempdir().unwrap();
+    let d = job.path();
+    let recipe_path = d.join("recipe.yaml");
+    std::fs::write(&recipe_path, recipe(&fx, "")).unwrap();
+    // What a claim of another server would have left: a pin that is not this server's key.
+    let other = executor_ssh::generate_job_key(d, "other", "other").unwrap();
+    let state = d.join("executor-state.json");
+    std::fs::write(
+        &state,
+        serde_json::json!({"ssh_host_key": other.public_openssh.trim()}).to_string(),
+    )
+    .unwrap();
+    let out = stage(d, &recipe_path, &["prepare"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(12), "{stderr}");
+    assert!(stderr.contains("host key"), "{stderr}");
+    assert!(!stderr.contains("said hello-from-probe"), "{stderr}");
+}
+
+/// Issue 14, item 12: within a stage, a session is reused only under the same host-key policy;
+/// one checked against the right fingerprint is not handed to a step that trusts another.
+#[test]
+fn a_session_is_not_reused_under_another_fingerprint_list() {
+    let fx = Fixture::start();
+    let job = tempfile::tempdir().unwrap();
+    let d = job.path();
+    let good = fx
+        .server
+        .host_key()
+        .fingerprint(russh::keys::HashAlg::Sha256)
+        .to_string();
+    let wrong = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+    let step = |id: &str, fingerprint: &str| {
+        format!(
+            "  - id: {id}\n    kind: ssh_command\n    command: \"echo {id}-ran\"\n    ssh:\n      \
+             host_key: fingerprints\n      fingerprints: [\"{fingerprint}\"]\n"
+        )
+    };
+    let recipe_path = d.join("recipe.yaml");
+    let text = format!(
+        "version: 1\nssh:\n  host: \"{host}\"\n  port: {port}\n  user: \"{user}\"\n  \
+         private_key_file: \"{key}\"\nprepare:\n{first}{second}",
+        host = fx.server.addr().ip(),
+        port = fx.server.port(),
+        user = fx.server.user(),
+        key = fx.dir.path().join("id_ed25519").display(),
+        first = step("trusted", &good),
+        second = step("untrusted", wrong),
+    );
+    std::fs::write(&recipe_path, text).unwrap();
+    let out = stage(d, &recipe_path, &["prepare"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(12), "{stderr}");
+    assert!(stderr.contains("host key"), "{stderr}");
+}
+
 #[test]
 fn insecure_mode_warns_and_missing_pin_is_refused() {
     let fx = Fixture::start_with(|c| c.listen = loopback());

@@ -21,24 +21,22 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
     let Ok(loaded) = crate::recipe_files::load_or_report(recipes) else {
         return 1;
     };
-    let environment = match env_file {
+    let (environment, redactor) = match env_file {
         Some(path) => match read_to_string_bounded(path, CONFIG_LIMIT) {
-            Ok(text) => Environment::from_pairs(parse_env_file(&text)),
+            Ok(text) => {
+                let pairs = parse_env_file(&text);
+                // The file's secrets, the job token of the payload it names included, are
+                // masked as a stage would mask its own; so are this shell's.
+                let redactor = Redactor::from_pairs(std::env::vars().chain(pairs.clone()));
+                (Environment::from_pairs(pairs), redactor)
+            }
             Err(e) => {
                 eprintln!("cannot read {}: {e}", path.display());
                 return 1;
             }
         },
-        None => Environment::from_process(),
+        None => (Environment::from_process(), Redactor::from_env()),
     };
-    let mut redactor = Redactor::from_env();
-    for (k, v) in &environment.env {
-        if (k.contains("PASSWORD") || k.contains("SECRET") || k.contains("TOKEN"))
-            && let Some(v) = v.as_str()
-        {
-            redactor.add(v);
-        }
-    }
     let Some(stage_name) = stage else {
         let text = serde_saphyr::to_string(&loaded.recipe).unwrap_or_default();
         print!("{}", redactor.redact(&text));

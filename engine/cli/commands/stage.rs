@@ -14,9 +14,11 @@ use executor_driver::steps::context::RunArgs;
 use executor_driver::template::context::Environment;
 use executor_foundation::exit_codes::{ExitCodes, Outcome};
 use executor_foundation::job_log::JobLog;
+use executor_foundation::job_response;
 use executor_foundation::job_state::{self, JobState};
 use executor_foundation::redact::Redactor;
 use executor_foundation::stage::Stage;
+use executor_foundation::state_binding;
 
 /// Run `stage` and return the process exit code.
 pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
@@ -53,13 +55,18 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
     let outcome = runtime.block_on(async {
         let cancel = CancellationToken::new();
         crate::signals::cancel_on_signals(cancel.clone());
-        let mut state = match JobState::load(&job_state::default_dir()) {
-            Ok(s) => s,
-            Err(e) => {
-                log.error(&e.to_string());
-                return Outcome::SystemFailure;
-            }
+        let Some(mut state) = load_state(stage, &log) else {
+            return Outcome::SystemFailure;
         };
+        let identity = job_response::read(
+            std::env::var(job_response::JOB_RESPONSE_FILE)
+                .ok()
+                .as_deref(),
+        );
+        if let Err(e) = state_binding::bind(&mut state, identity) {
+            log.error(&e.to_string());
+            return Outcome::SystemFailure;
+        }
         let environment = Environment::from_process();
         crate::operator_events::open_for_stage(stage, run.as_ref(), &environment, &state, &log);
         let interp = Interpreter::new(&loaded, &environment, &log, &exit, cancel);
@@ -81,6 +88,26 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
     });
     crate::operator_events::stage_finished(started.elapsed(), outcome_name(outcome));
     exit.exit_code(outcome)
+}
+
+/// The job state of this stage's directory. A damaged one stops every stage but cleanup, which
+/// goes on with an empty state: its steps still find the job's server and key pair by name and
+/// ownership, and a server left behind would wait for `executor gc`.
+fn load_state(stage: Stage, log: &JobLog) -> Option<JobState> {
+    let dir = job_state::default_dir();
+    match JobState::load(&dir) {
+        Ok(s) => Some(s),
+        Err(e @ job_state::StateError::Parse { .. }) if stage == Stage::Cleanup => {
+            log.warn(&format!(
+                "{e}; cleaning up by the server's name and this job's ownership instead"
+            ));
+            Some(JobState::empty_in(&dir))
+        }
+        Err(e) => {
+            log.error(&e.to_string());
+            None
+        }
+    }
 }
 
 fn print_config(

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use super::answer_body::{ANSWER_LIMIT, bounded_text};
 use super::credentials::{AuthMethod, Credentials, IdOrName};
+use executor_foundation::url_userinfo::without_userinfo;
 
 /// Tokens are renewed this long before Keystone says they expire.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
@@ -315,7 +316,7 @@ impl KeystoneAuth {
                 ErrorKind::ProtocolError,
                 format!(
                     "cannot reach Keystone at {}: {}",
-                    self.token_url,
+                    without_userinfo(&self.token_url),
                     super::transport::describe_reqwest_error(&e)
                 ),
             )
@@ -399,7 +400,7 @@ impl KeystoneAuth {
             _ => Duration::from_secs(600),
         };
         self.issued.fetch_add(1, Ordering::SeqCst);
-        tracing::debug!(url = %self.token_url, ?lifetime, "obtained a Keystone token");
+        tracing::debug!(url = %without_userinfo(&self.token_url), ?lifetime, "obtained a Keystone token");
         Ok(Token {
             value,
             renew_at: started + lifetime.saturating_sub(EXPIRY_MARGIN),

@@ -65,7 +65,8 @@ pub(crate) fn describe_chain(error: &(dyn std::error::Error + 'static)) -> Strin
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text
+    // An HTTP client's error may quote the request's URL, credentials and all.
+    executor_foundation::url_userinfo::scrub_urls(&text).into_owned()
 }
 
 fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -233,6 +234,15 @@ mod tests {
     use crate::transport::Service;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
+
+    #[test]
+    fn a_described_cause_names_no_credentials_of_a_url() {
+        let cause = std::io::Error::other("error sending request for url (http://u:pw@a/v3)");
+        assert_eq!(
+            describe_chain(&cause),
+            "error sending request for url (http://a/v3)"
+        );
+    }
 
     const REQUEST_TIMEOUT: Duration = Duration::from_millis(400);
     const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);

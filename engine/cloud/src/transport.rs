@@ -570,6 +570,8 @@ impl Api {
             }
         };
         let project = auth.project_id().await.unwrap_or_default();
+        // The scope is written into the cache file: never a password from the URL.
+        let auth_url = executor_foundation::url_userinfo::without_userinfo(&auth_url);
         let lookups = LookupCache::open(env, &format!("{auth_url} | {project} | {region}"));
         let mut api = Api {
             client,

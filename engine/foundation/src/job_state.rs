@@ -51,13 +51,11 @@ pub enum StateError {
     },
 }
 
-/// Where the state lives: `EXECUTOR_STATE_DIR`, else the working directory, which gitlab-runner
-/// sets to the per-attempt temp dir.
+/// Where the state lives: the working directory, which gitlab-runner sets to the per-attempt
+/// temp dir. Deliberately not configurable: a directory shared by two jobs would hand one job's
+/// server to the other (`state_binding` refuses that too, as a second line).
 pub fn default_dir() -> PathBuf {
-    std::env::var_os("EXECUTOR_STATE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(|| PathBuf::from("."))
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 
 impl JobState {
@@ -66,6 +64,16 @@ impl JobState {
         Self {
             dir: None,
             values,
+            removed: Default::default(),
+        }
+    }
+
+    /// An empty state in `dir`, whatever the file there holds; its first save replaces the
+    /// file. For cleanup, which must go on when the state is damaged.
+    pub fn empty_in(dir: &Path) -> Self {
+        Self {
+            dir: Some(dir.to_path_buf()),
+            values: Map::new(),
             removed: Default::default(),
         }
     }

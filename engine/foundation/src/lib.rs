@@ -9,9 +9,12 @@ pub mod error_class;
 pub mod events;
 pub mod exit_codes;
 pub mod job_log;
+pub mod job_response;
 pub mod job_state;
 pub mod redact;
 pub mod shell_quote;
 pub mod stage;
+pub mod state_binding;
+pub mod url_userinfo;
 
 pub use error_class::ErrorClass;

@@ -35,16 +35,22 @@ fn is_secret_name(name: &str) -> bool {
 impl Redactor {
     /// Secrets from the process environment and the masked variables of the job payload.
     pub fn from_env() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    /// The same from an environment given as pairs (`render --env-file`): the values of
+    /// secret-named variables, and the secrets of every payload a `JOB_RESPONSE_FILE` names.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut r = Self::default();
-        for (k, v) in std::env::vars() {
+        for (k, v) in pairs {
             if is_secret_name(&k) {
                 r.add(&v);
             }
-        }
-        if let Some(path) = std::env::var_os("JOB_RESPONSE_FILE")
-            && let Ok(bytes) = read_bounded(std::path::Path::new(&path), JOB_RESPONSE_LIMIT)
-        {
-            r.add_masked_job_variables(&bytes);
+            if k == "JOB_RESPONSE_FILE"
+                && let Ok(bytes) = read_bounded(std::path::Path::new(&v), JOB_RESPONSE_LIMIT)
+            {
+                r.add_masked_job_variables(&bytes);
+            }
         }
         r
     }
@@ -64,6 +70,12 @@ impl Redactor {
         };
         if let Some(token) = json.get("token").and_then(|t| t.as_str()) {
             self.add(token);
+        }
+        // Artifacts of earlier jobs are fetched with tokens of their own.
+        for dependency in json["dependencies"].as_array().into_iter().flatten() {
+            if let Some(token) = dependency["token"].as_str() {
+                self.add(token);
+            }
         }
         for var in json["variables"].as_array().into_iter().flatten() {
             if var["masked"].as_bool() == Some(true)

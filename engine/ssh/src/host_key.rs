@@ -72,6 +72,25 @@ impl HostKeyPolicy {
         }
     }
 
+    /// The whole policy as text, equal for two policies exactly when they accept the same keys.
+    /// A session opened under one policy may be reused only under an equal one.
+    pub fn identity(&self) -> String {
+        match self {
+            HostKeyPolicy::Fingerprints(list) => {
+                let mut list = list.clone();
+                list.sort();
+                list.dedup();
+                format!("fingerprints {}", list.join(","))
+            }
+            HostKeyPolicy::Pinned(None) => "first contact".to_owned(),
+            HostKeyPolicy::Pinned(Some(pin)) => format!(
+                "pinned {}",
+                host_key_to_pin(pin).unwrap_or_else(|_| describe(pin))
+            ),
+            HostKeyPolicy::Insecure => "insecure".to_owned(),
+        }
+    }
+
     fn verify(&self, presented: &PublicKey) -> Result<(), String> {
         match self {
             HostKeyPolicy::Insecure | HostKeyPolicy::Pinned(None) => Ok(()),

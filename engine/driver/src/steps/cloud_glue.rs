@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::steps::StepError;
 use crate::steps::context::StepContext;
@@ -14,8 +14,9 @@ use executor_cloud::openstack::OpenStack;
 use executor_cloud::ownership::{Ownership, POOL_PROJECT};
 use executor_cloud::settings::CloudSettings;
 use executor_cloud::transport::ConnectOptions;
-use executor_foundation::bounded_read::{JOB_RESPONSE_LIMIT, read_to_string_bounded};
+use executor_foundation::job_response;
 use executor_foundation::stage::Stage;
+use executor_foundation::state_binding;
 
 /// State key: the server's id.
 pub const STATE_SERVER_ID: &str = "server_id";
@@ -112,67 +113,27 @@ async fn save_session(cx: &mut StepContext<'_>, handle: &CloudHandle) {
 }
 
 fn text_of(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    job_response::text_of(v)
 }
 
-/// The job's identity for ownership metadata.
+/// The job's identity for ownership metadata and, through `trusted`, the server's name.
 ///
-/// Job and project ids come from gitlab-runner's `JOB_RESPONSE_FILE` (the trusted job
-/// context), because a pipeline can override `CI_JOB_ID` and friends (peers.md, bug 1). Only
-/// when that file is absent (tests, `executor simulate` without it) the job variables are used.
-/// The runner comes from the recipe's `cloud.owner`, which a job cannot change.
-pub fn job_ownership(
-    settings: &CloudSettings,
-    job: &Map<String, Value>,
-    env: EnvLookup<'_>,
-) -> Result<Ownership, StepError> {
+/// Job and project ids come from gitlab-runner's `JOB_RESPONSE_FILE` and nowhere else: a
+/// pipeline can set `CI_JOB_ID` and friends, and a cleanup that believed them would delete
+/// another job's server. gitlab-runner always writes the file, so without it the step fails
+/// rather than guess. The runner comes from the recipe's `cloud.owner`, which a job cannot
+/// change.
+pub fn job_ownership(settings: &CloudSettings, env: EnvLookup<'_>) -> Result<Ownership, StepError> {
     let runner = settings.owner.clone().unwrap_or_else(|| "executor".into());
-    if let Some(path) = env("JOB_RESPONSE_FILE") {
-        let text = match read_to_string_bounded(std::path::Path::new(&path), JOB_RESPONSE_LIMIT) {
-            Ok(t) => t,
-            // gitlab-runner always writes it; without it (a hand-run stage) use the variables.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(StepError::other(format!(
-                    "cannot read JOB_RESPONSE_FILE {path}: {e}"
-                )));
-            }
-        };
-        if !text.is_empty() {
-            let v: Value = serde_json::from_str(&text).map_err(|e| {
-                // Position only: the file holds the job token.
-                StepError::other(format!(
-                    "JOB_RESPONSE_FILE {path} is not JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ))
-            })?;
-            let job_id = v.get("id").and_then(text_of);
-            let project = v.pointer("/job_info/project_id").and_then(text_of);
-            if let (Some(job), Some(project)) = (job_id, project) {
-                return Ok(Ownership {
-                    runner,
-                    project,
-                    job,
-                });
-            }
-        }
-    }
-    let job_id = job.get("CI_JOB_ID").and_then(text_of);
-    let project = job.get("CI_PROJECT_ID").and_then(text_of);
-    match (job_id, project) {
-        (Some(job), Some(project)) => Ok(Ownership {
+    let path = env(job_response::JOB_RESPONSE_FILE);
+    match job_response::read(path.as_deref()) {
+        Ok(id) => Ok(Ownership {
             runner,
-            project,
-            job,
+            project: id.project,
+            job: id.job,
         }),
-        _ => Err(StepError::invalid(
-            "cannot tell which job this is: no JOB_RESPONSE_FILE and no CI_JOB_ID/CI_PROJECT_ID",
-        )),
+        Err(e) if e.is_absent() => Err(StepError::invalid(e.to_string())),
+        Err(e) => Err(StepError::other(e.to_string())),
     }
 }
 
@@ -180,7 +141,7 @@ pub fn job_ownership(
 ///
 /// The pool daemon provisions with no job at all (no payload, no job variables): its VMs are
 /// owned by the pool until a job claims one.
-pub fn owner(cx: &StepContext<'_>, settings: &CloudSettings) -> Result<Ownership, StepError> {
+pub fn owner(cx: &mut StepContext<'_>, settings: &CloudSettings) -> Result<Ownership, StepError> {
     let vm = cx.pool.get("vm").and_then(text_of);
     if cx.stage == Stage::Provision
         && cx.job.is_empty()
@@ -193,7 +154,16 @@ pub fn owner(cx: &StepContext<'_>, settings: &CloudSettings) -> Result<Ownership
             job: vm,
         });
     }
-    job_ownership(settings, cx.job, &process_env)
+    let ownership = job_ownership(settings, &process_env)?;
+    // The state records the runner too, so that a recipe with another owner never acts on it.
+    let changed = state_binding::bind_owner(cx.state, &ownership.runner)
+        .map_err(|e| StepError::other(e.to_string()))?;
+    if changed {
+        cx.state
+            .save()
+            .map_err(|e| StepError::other(format!("cannot save the job state: {e}")))?;
+    }
+    Ok(ownership)
 }
 
 /// Saves `key` in the job state at once (a killed stage keeps it).

@@ -29,7 +29,8 @@ use executor_foundation::ErrorClass;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateServer {
-    /// Server name; include the job id (e.g. `ci-{{ job.CI_JOB_ID }}`).
+    /// Server name; include the job id from the payload (e.g. `ci-{{ trusted.id }}`), not
+    /// `job.CI_JOB_ID`, which a pipeline sets.
     pub name: String,
     /// Flavor name or id.
     pub flavor: String,

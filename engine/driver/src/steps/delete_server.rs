@@ -11,6 +11,7 @@ use crate::steps::cloud_glue::{
 };
 use crate::steps::context::{Outputs, StepContext};
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
+use executor_cloud::keypair::job_keypair_name;
 
 /// Delete the job's server and release what belongs to it (floating IP, key pair, kept
 /// volumes), then wait until the server is gone.
@@ -28,7 +29,8 @@ pub struct DeleteServer {
     /// Exact server name; defaults to `state.server_name`.
     #[serde(default)]
     pub name: Option<String>,
-    /// Key pair to delete; defaults to `state.keypair_name`.
+    /// Key pair to delete; defaults to `state.keypair_name`, and when the job state lost the
+    /// server (missing or damaged) to the per-job name `executor-<owner>-<project>-<job>`.
     #[serde(default)]
     pub keypair: Option<String>,
     /// Upper bound for the server to disappear.
@@ -78,8 +80,16 @@ impl DeleteServer {
             cx.log.info("nothing to delete");
             return Ok(Outputs::new());
         }
+        // What the job state does not remember, because it is missing or was damaged, may
+        // still exist: prepare saves the server's name before anything is created, so a state
+        // without one is a state that lost it.
+        let state_lost_the_server = cloud_glue::state_text(cx, STATE_SERVER_NAME).is_none()
+            && cloud_glue::state_text(cx, STATE_SERVER_ID).is_none();
         let handle = cloud_glue::cloud(cx).await?;
         let owner = cloud_glue::owner(cx, &handle.settings)?;
+        // The per-job key pair's name follows from the ownership alone, so it can be deleted
+        // by exact name even when the state never recorded it.
+        let keypair = keypair.or_else(|| state_lost_the_server.then(|| job_keypair_name(&owner)));
         let target = CleanupTarget {
             owner,
             server_id,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use executor_foundation::ErrorClass;
+use executor_foundation::state_binding::STATE_JOB;
 use executor_pool::{Claim, Owner, PoolSettings};
 
 use crate::steps::StepError;
@@ -45,8 +46,7 @@ impl PoolClaim {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let cloud = cloud_glue::settings_of(cx.services.settings("cloud")?)?;
-        let owner =
-            cloud_glue::job_ownership(&cloud, cx.job, &executor_cloud::credentials::process_env)?;
+        let owner = cloud_glue::job_ownership(&cloud, &executor_cloud::credentials::process_env)?;
         let claim = Claim {
             key,
             owner: Owner {
@@ -71,7 +71,8 @@ impl PoolClaim {
                 write_private(&key_path, claimed.private_key.as_bytes())
                     .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
                 for (k, v) in &claimed.state {
-                    if k != STATE_KEY_FILE {
+                    // The job's own binding stays: the VM's state names no job, and must not.
+                    if k != STATE_KEY_FILE && k != STATE_JOB {
                         state.set(k, v.clone());
                     }
                 }

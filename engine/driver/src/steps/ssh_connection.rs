@@ -26,8 +26,8 @@ pub const STATE_HOST_KEY: &str = "ssh_host_key";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HostKeyMode {
-    /// `ssh_probe` records the key it meets first in the job state; every later step refuses
-    /// any other key. Stops attackers who appear after the probe (IP reuse, late hijack).
+    /// `ssh_probe` records the key it meets first in the job state; every later step, a later
+    /// probe included, refuses any other key. Stops attackers who appear after the probe (IP reuse, late hijack).
     #[default]
     Pinned,
     /// The key must match `fingerprints` or a fingerprint cloud-init printed in `console_log`.
@@ -134,7 +134,8 @@ impl SshConnectionArgs {
     }
 
     /// Resolves key, target and host-key policy. `first_contact` is true for the probe, which
-    /// may meet the host key for the first time in pinned mode.
+    /// may meet the host key for the first time in pinned mode, but only while the job state
+    /// holds no pin.
     pub fn resolve(
         &self,
         state: &JobState,
@@ -212,9 +213,12 @@ impl SshConnectionArgs {
                 }
                 HostKeyPolicy::fingerprints(&list)?
             }
-            HostKeyMode::Pinned if first_contact => HostKeyPolicy::pinned(None)?,
+            // A pin in the state binds every connection, the probe's included: only a state
+            // without one is first contact. A later probe (after a reboot, in another stage)
+            // that re-learned the key would accept whoever answers at the address by then.
             HostKeyMode::Pinned => match state.get(STATE_HOST_KEY).and_then(|v| v.as_str()) {
                 Some(pin) => HostKeyPolicy::pinned(Some(pin))?,
+                None if first_contact => HostKeyPolicy::pinned(None)?,
                 None => {
                     return Err(StepError::new(
                         executor_foundation::ErrorClass::HostKey,

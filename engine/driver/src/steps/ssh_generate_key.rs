@@ -16,7 +16,7 @@ pub struct SshGenerateKey {
     /// File name inside the job state directory (default `ssh_key`).
     #[serde(default = "default_file_name")]
     pub file_name: String,
-    /// Comment on the public key, e.g. `executor-{{ job.CI_JOB_ID }}`.
+    /// Comment on the public key, e.g. `executor-{{ trusted.id }}`.
     #[serde(default = "default_comment")]
     pub comment: String,
 }

@@ -6,14 +6,15 @@ use serde_json::Value as Json;
 
 use crate::steps::StepError;
 use crate::steps::context::{Outputs, StepContext};
-use crate::steps::ssh_connection::{HostKeyMode, STATE_HOST_KEY, SshConnectionArgs};
+use crate::steps::ssh_connection::{ResolvedConnection, STATE_HOST_KEY, SshConnectionArgs};
 use crate::steps::ssh_sessions::SshSessions;
-use executor_ssh::{ConnectOptions, ProbeOptions, probe};
+use executor_ssh::{ConnectOptions, HostKeyPolicy, ProbeOptions, probe};
 
 /// Wait until the server's SSH accepts our key. Refused connections, timeouts and resets are
 /// retried every few hundred milliseconds; an authentication failure that lasts longer than
 /// `auth_grace` fails at once, naming the user and key type. In `pinned` host-key mode the key
-/// met here is stored in the job state and every later step insists on it.
+/// met here is stored in the job state and every later step insists on it; once the state holds
+/// a pin (from an earlier probe or a warm-pool claim), the probe insists on it too.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SshProbe {
@@ -79,7 +80,8 @@ impl SshProbe {
             conn.target.user
         ));
         let probed = probe(&conn.target, &conn.key, &conn.policy, &options, cx.cancel).await?;
-        if conn.mode == HostKeyMode::Pinned {
+        let first_contact = matches!(conn.policy, HostKeyPolicy::Pinned(None));
+        if first_contact {
             cx.state
                 .set(STATE_HOST_KEY, Json::String(probed.host_key_pin.clone()));
             // Saved at once: a later stage is another process and must see it even if this one dies.
@@ -103,6 +105,16 @@ impl SshProbe {
             "elapsed_ms".into(),
             Json::from(u64::try_from(probed.elapsed.as_millis()).unwrap_or(u64::MAX)),
         );
+        // Later steps of this stage resolve the pin the probe just saved: keep the session
+        // under that policy, so they reuse it rather than connect again.
+        let conn = if first_contact {
+            ResolvedConnection {
+                policy: HostKeyPolicy::pinned(Some(&probed.host_key_pin))?,
+                ..conn
+            }
+        } else {
+            conn
+        };
         SshSessions::of(cx.services)
             .await?
             .insert(&conn, probed.session)

@@ -15,13 +15,15 @@ pub struct SshSessions {
     open: tokio::sync::Mutex<HashMap<String, Arc<SshSession>>>,
 }
 
+/// The whole host-key policy is part of the key, not only its mode: a session checked against
+/// one pin or fingerprint list proves nothing about another.
 fn pool_key(c: &ResolvedConnection) -> String {
     format!(
-        "{}@{} {} {:?}",
+        "{}@{} {} {}",
         c.target.user,
         c.target.addr(),
         c.key.fingerprint(),
-        c.mode
+        c.policy.identity()
     )
 }
 

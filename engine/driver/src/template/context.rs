@@ -11,11 +11,12 @@
 //! | `stage`    | the stage's name |
 //! | `executor` | `executor.version` |
 //! | `pool`     | in `provision`: the pool key the VM is made for (`pool.flavor`, ...) and `pool.vm`, an id of the VM's own |
-//! | `trusted`  | gitlab-runner's job payload (`JOB_RESPONSE_FILE`) without its secrets: `trusted.id` (the job id), `trusted.job_info.project_id`, ... A job cannot change these, unlike `job` |
+//! | `trusted`  | the few fields of gitlab-runner's job payload (`JOB_RESPONSE_FILE`) that GitLab sets and no pipeline can: `trusted.id` (the job id), `trusted.job_info.project_id`, ... (see [`TRUSTED_FIELDS`]) |
 
 use serde_json::{Map, Value as Json};
 
 use executor_foundation::job_state::is_private_key;
+use executor_foundation::url_userinfo::scrub_urls;
 
 use crate::steps::context::RunArgs;
 use executor_foundation::bounded_read::{JOB_RESPONSE_LIMIT, read_bounded};
@@ -30,15 +31,61 @@ const JOB_PREFIX: &str = "CUSTOM_ENV_";
 pub struct Environment {
     pub env: Map<String, Json>,
     pub job: Map<String, Json>,
-    /// The job payload's fields that are not secret.
+    /// The job payload's fields that GitLab sets and no pipeline can ([`TRUSTED_FIELDS`]).
     pub trusted: Map<String, Json>,
     /// While provisioning: the pool key and the VM's id (`pool.vm`). Empty otherwise.
     pub pool: Map<String, Json>,
 }
 
-/// Payload fields that hold secrets (the job token, variables that may be masked, registry
-/// credentials) and never reach templates.
-const SECRET_PAYLOAD_KEYS: [&str; 4] = ["token", "variables", "credentials", "secrets"];
+/// The payload fields `trusted` holds, as JSON pointers: those GitLab sets and a pipeline cannot
+/// choose. An allow-list, because the payload is mostly the pipeline's own words (`steps`,
+/// `image`, `job_info.name`, `git_info.ref`, variables) and hides secrets in nested places (the
+/// token in `git_info.repo_url` and `dependencies[].token`); a field GitLab adds tomorrow stays
+/// out until someone decides it belongs here.
+pub const TRUSTED_FIELDS: [&str; 9] = [
+    "/id",
+    "/job_info/id",
+    "/job_info/project_id",
+    "/job_info/project_full_path",
+    "/job_info/pipeline_id",
+    // GitLab bounds a job's `timeout:` by the project's and the runner's maximum.
+    "/runner_info/timeout",
+    "/git_info/protected",
+    // GitLab's URL of the project, with the job token in it: kept without its userinfo.
+    "/git_info/repo_url",
+    "/git_info/repo_object_format",
+];
+
+/// The allow-listed fields of `payload`, at their places, with credentials taken out of URLs.
+fn trusted_fields(payload: &Json) -> Map<String, Json> {
+    let mut out = Json::Object(Map::new());
+    for pointer in TRUSTED_FIELDS {
+        let Some(value) = payload.pointer(pointer) else {
+            continue;
+        };
+        let value = match value {
+            Json::String(text) => Json::String(scrub_urls(text).into_owned()),
+            Json::Array(_) | Json::Object(_) => continue,
+            other => other.clone(),
+        };
+        let mut at = &mut out;
+        let mut parts = pointer.trim_start_matches('/').split('/').peekable();
+        while let Some(part) = parts.next() {
+            let Json::Object(m) = at else { break };
+            if parts.peek().is_none() {
+                m.insert(part.to_string(), value.clone());
+                break;
+            }
+            at = m
+                .entry(part.to_string())
+                .or_insert_with(|| Json::Object(Map::new()));
+        }
+    }
+    match out {
+        Json::Object(m) => m,
+        _ => Map::new(),
+    }
+}
 
 impl Environment {
     pub fn from_process() -> Self {
@@ -58,11 +105,8 @@ impl Environment {
             .get("JOB_RESPONSE_FILE")
             .and_then(|p| p.as_str())
             .and_then(|p| read_bounded(std::path::Path::new(p), JOB_RESPONSE_LIMIT).ok());
-        if let Some(Ok(Json::Object(mut m))) = payload.map(|b| serde_json::from_slice::<Json>(&b)) {
-            for k in SECRET_PAYLOAD_KEYS {
-                m.shift_remove(k);
-            }
-            e.trusted = m;
+        if let Some(Ok(payload)) = payload.map(|b| serde_json::from_slice::<Json>(&b)) {
+            e.trusted = trusted_fields(&payload);
         }
         e
     }
