@@ -28,6 +28,7 @@ mod cloud_quota;
 mod cloud_realcloud;
 mod cloud_sim;
 mod cloud_stages_realcloud;
+mod cloud_wire;
 mod container_entrypoint;
 mod e2e_chaos;
 mod e2e_gc;

@@ -51,7 +51,7 @@ fn is_discovery(path: &str) -> bool {
 async fn gate(
     State(sh): State<Arc<Shared>>,
     matched: Option<MatchedPath>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let method = req.method().as_str().to_string();
@@ -66,11 +66,13 @@ async fn gate(
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| path.clone());
     let service = Service::of_path(&path);
+    let (req, body) = keep_body(req, service).await;
 
     let verdict = sh.faults().on_request(&method, &path);
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }
+    let mut req = req;
     let mut mv = None;
     let mut resp = if let Some((status, retry_after)) = verdict.respond {
         injected(service, status, retry_after)
@@ -121,8 +123,33 @@ async fn gate(
         query,
         status: resp.status().as_u16(),
         user_agent,
+        body,
         at: sh.started.elapsed(),
     };
     sh.log().push(record);
     resp
+}
+
+/// Requests larger than this are not kept in the log (the handlers still see them whole).
+const KEPT_BODY_LIMIT: usize = 1 << 20;
+
+/// Reads the body once so the log can keep it as JSON, and gives the handler the same bytes.
+/// Keystone's bodies are never kept: they carry passwords and application-credential secrets.
+async fn keep_body(req: Request, service: Option<Service>) -> (Request, Option<serde_json::Value>) {
+    if service == Some(Service::Identity) || req.method() == axum::http::Method::GET {
+        return (req, None);
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, KEPT_BODY_LIMIT).await {
+        Ok(bytes) => {
+            let json = serde_json::from_slice(&bytes).ok();
+            (
+                Request::from_parts(parts, axum::body::Body::from(bytes)),
+                json,
+            )
+        }
+        // Too large or broken: the handler answers an empty body as the real service would
+        // answer a malformed one.
+        Err(_) => (Request::from_parts(parts, axum::body::Body::empty()), None),
+    }
 }
