@@ -22,6 +22,7 @@ mod book_reference;
 mod book_snippets;
 mod cloud_credentials;
 mod cloud_default_recipe_realcloud;
+mod cloud_endpoints;
 mod cloud_http;
 mod cloud_orchestration;
 mod cloud_quota;

@@ -10,6 +10,7 @@ use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
+use super::endpoints::Listener;
 use super::faults::Service;
 use super::http_error::{error, injected, unauthorized};
 use super::keystone::token_valid;
@@ -17,7 +18,7 @@ use super::nova::parse_microversion;
 use super::request_log::RequestRecord;
 use super::shared::Shared;
 
-pub(crate) fn app(shared: Arc<Shared>) -> Router {
+pub(crate) fn app(shared: Arc<Shared>, listener: Listener) -> Router {
     Router::new()
         .merge(super::keystone::router())
         .merge(super::nova::router())
@@ -26,6 +27,8 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
         .merge(super::cinder::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
+        // Outside the gate, so that the gate and every handler can read it.
+        .layer(axum::Extension(listener))
         .with_state(shared)
 }
 
@@ -66,6 +69,10 @@ async fn gate(
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| path.clone());
     let service = Service::of_path(&path);
+    let endpoint = req
+        .extensions()
+        .get::<Listener>()
+        .and_then(|l| l.label.clone());
     let (req, body) = keep_body(req, service).await;
 
     let verdict = sh.faults().on_request(&method, &path);
@@ -124,6 +131,7 @@ async fn gate(
         status: resp.status().as_u16(),
         user_agent,
         body,
+        endpoint,
         at: sh.started.elapsed(),
     };
     sh.log().push(record);

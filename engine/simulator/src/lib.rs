@@ -32,6 +32,7 @@
 
 mod cinder;
 mod console_log;
+mod endpoints;
 mod faults;
 mod filter;
 mod glance;
@@ -59,6 +60,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use endpoints::{FIRST_REGION, SECOND_REGION};
 pub use faults::{FaultControl, Scope, Service};
 pub use nova_servers::NO_VALID_HOST;
 pub use options::{SimOptions, SshMode};
@@ -89,7 +91,7 @@ pub enum SimError {
 /// A running simulated cloud. Dropping it stops it (use [`SimCloud::shutdown`] to wait).
 pub struct SimCloud {
     shared: Arc<Shared>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
     _tempdir: Option<tempfile::TempDir>,
 }
 
@@ -98,6 +100,21 @@ impl SimCloud {
     pub async fn start(opts: SimOptions) -> Result<SimCloud, SimError> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
+        // The main listener is the first region's public endpoint; the others get their own.
+        let mut listeners = vec![listener];
+        let mut bases = vec![base_url.clone()];
+        if opts.two_regions {
+            while listeners.len() < endpoints::TWO_REGION_LISTENERS {
+                let l = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+                bases.push(format!("http://{}", l.local_addr()?));
+                listeners.push(l);
+            }
+        }
+        let split = if opts.two_regions {
+            endpoints::two_regions(&bases)
+        } else {
+            Vec::new()
+        };
         let (root, tempdir) = match &opts.state_dir {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
@@ -109,17 +126,25 @@ impl SimCloud {
             }
         };
         let store = seed::seeded_store(opts.instance_quota);
-        let shared = Arc::new(Shared::new(opts, base_url, root, store));
-        let app = http::app(shared.clone());
-        let stop = shared.shutdown.clone();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-        });
+        let labels: Vec<Option<String>> = if split.is_empty() {
+            vec![None]
+        } else {
+            split.iter().map(|e| Some(e.label())).collect()
+        };
+        let shared = Arc::new(Shared::new(opts, base_url, split, root, store));
+        let mut servers = Vec::new();
+        for ((listener, base), label) in listeners.into_iter().zip(bases).zip(labels) {
+            let app = http::app(shared.clone(), endpoints::Listener { base, label });
+            let stop = shared.shutdown.clone();
+            servers.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+            }));
+        }
         Ok(SimCloud {
             shared,
-            server: Some(server),
+            servers,
             _tempdir: tempdir,
         })
     }
@@ -272,7 +297,7 @@ impl SimCloud {
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
         self.shared.ssh.stop_all();
-        if let Some(h) = self.server.take() {
+        for h in std::mem::take(&mut self.servers) {
             let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
         }
     }
@@ -282,7 +307,7 @@ impl Drop for SimCloud {
     fn drop(&mut self) {
         self.shared.shutdown.cancel();
         self.shared.ssh.stop_all();
-        if let Some(h) = self.server.take() {
+        for h in self.servers.drain(..) {
             h.abort();
         }
     }

@@ -23,6 +23,9 @@ pub struct RequestRecord {
     /// The request's body when it was JSON, so tests can assert on what a client actually
     /// sent. Never kept for Keystone: its bodies carry passwords and secrets.
     pub body: Option<serde_json::Value>,
+    /// The catalog endpoint the request came in on (`RegionTwo internal`), when the
+    /// simulator runs one listener per endpoint ([`crate::SimOptions::two_regions`]).
+    pub endpoint: Option<String>,
     /// Time since the simulator started.
     pub at: Duration,
 }
