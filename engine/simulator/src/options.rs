@@ -42,6 +42,9 @@ pub struct SimOptions {
     /// each with a public and an internal URL on a listener of its own, and no admin
     /// interface. Off: one region whose public, internal and admin endpoints share one URL.
     pub two_regions: bool,
+    /// Serve HTTPS with a certificate signed by a CA made at start-up (see
+    /// [`crate::SimCloud::ca_pem`]). Off: plain HTTP.
+    pub tls: bool,
     /// Where per-server working directories are created. `None`: a temporary directory removed
     /// when the simulator shuts down.
     pub state_dir: Option<PathBuf>,
@@ -60,6 +63,7 @@ impl Default for SimOptions {
             state_dir: None,
             guest_minute: Duration::from_secs(60),
             two_regions: false,
+            tls: false,
         }
     }
 }
