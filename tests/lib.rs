@@ -29,6 +29,7 @@ mod cloud_quota;
 mod cloud_realcloud;
 mod cloud_sim;
 mod cloud_stages_realcloud;
+mod cloud_tls;
 mod cloud_wire;
 mod container_entrypoint;
 mod e2e_chaos;
