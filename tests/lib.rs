@@ -31,6 +31,7 @@ mod cloud_sim;
 mod cloud_stages_realcloud;
 mod cloud_tls;
 mod cloud_wire;
+mod cloud_wire_realcloud;
 mod container_entrypoint;
 mod e2e_chaos;
 mod e2e_gc;
