@@ -312,8 +312,14 @@ impl KeystoneAuth {
             response.as_ref().ok().map(|r| r.status().as_u16()),
         );
         let response = response.map_err(|e| {
+            // Not a network failure: retrying cannot make the certificate trusted.
+            let kind = if super::tls_trust::is_untrusted_certificate(&e) {
+                ErrorKind::InvalidConfig
+            } else {
+                ErrorKind::ProtocolError
+            };
             OsError::new(
-                ErrorKind::ProtocolError,
+                kind,
                 format!(
                     "cannot reach Keystone at {}: {}",
                     without_userinfo(&self.token_url),

@@ -31,6 +31,7 @@ mod send_failure;
 pub mod server;
 pub mod server_spec;
 pub mod settings;
+mod tls_trust;
 pub mod transport;
 pub mod wait_active;
 

@@ -205,6 +205,11 @@ impl OpenStack {
     }
 
     /// Changes whenever [`saved_session`](Self::saved_session) has something new to say.
+    /// Whether the cloud's TLS certificates are checked (false after `verify: false`).
+    pub fn verifies_certificates(&self) -> bool {
+        self.api.verifies_certificates()
+    }
+
     pub fn session_generation(&self) -> u64 {
         self.api.session_generation()
     }

@@ -41,6 +41,7 @@ enum Ending {
     Failed {
         text: String,
         timed_out: bool,
+        untrusted: bool,
     },
     /// Dropped before it ended: reqwest's connect timeout is a layer outside ours.
     GivenUp,
@@ -133,6 +134,7 @@ where
                 Err(e) => Ending::Failed {
                     text: describe_chain(e.as_ref()),
                     timed_out: is_timeout(e.as_ref()),
+                    untrusted: crate::tls_trust::is_untrusted_certificate(e.as_ref()),
                 },
             };
             note(|n| n.last = Some(ending));
@@ -171,6 +173,8 @@ pub(crate) enum NoAnswer {
     /// The connection could not be made: the cause, and whether it was a timeout of the
     /// system's own.
     ConnectFailed { cause: String, timed_out: bool },
+    /// The TLS handshake failed on the cloud's certificate: configuration, not the network.
+    Untrusted { cause: String },
     /// Something broke after the connection was made; osauth's text is all there is.
     Broken(String),
 }
@@ -181,7 +185,7 @@ impl NoAnswer {
         match self {
             NoAnswer::TimedOut(_) | NoAnswer::ConnectTimedOut(_) => true,
             NoAnswer::ConnectFailed { timed_out, .. } => *timed_out,
-            NoAnswer::Broken(_) => false,
+            NoAnswer::Broken(_) | NoAnswer::Untrusted { .. } => false,
         }
     }
 }
@@ -200,6 +204,9 @@ impl std::fmt::Display for NoAnswer {
                 humantime::format_duration(*after)
             ),
             NoAnswer::ConnectFailed { cause, .. } => write!(f, "connection failed: {cause}"),
+            NoAnswer::Untrusted { cause } => {
+                write!(f, "{}: {cause}", crate::tls_trust::TRUST_HINT)
+            }
             NoAnswer::Broken(text) => write!(f, "request failed: {text}"),
         }
     }
@@ -218,7 +225,14 @@ impl Observed {
             return NoAnswer::TimedOut(request_timeout);
         }
         match self.notes.last {
-            Some(Ending::Failed { text, timed_out }) => NoAnswer::ConnectFailed {
+            Some(Ending::Failed {
+                text,
+                untrusted: true,
+                ..
+            }) => NoAnswer::Untrusted { cause: text },
+            Some(Ending::Failed {
+                text, timed_out, ..
+            }) => NoAnswer::ConnectFailed {
                 cause: text,
                 timed_out,
             },

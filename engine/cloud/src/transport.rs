@@ -210,6 +210,8 @@ pub struct Api {
     sent: AtomicU64,
     /// Bumped when something worth saving for later stages changes: a new token, a discovery.
     discoveries: AtomicU64,
+    /// False when `verify: false` turned certificate checks off.
+    verifies_certificates: bool,
 }
 
 impl std::fmt::Debug for Api {
@@ -237,7 +239,9 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
 /// A reqwest error, without the chain noise but with the cause ("connection refused").
 pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
     use std::error::Error as _;
-    let kind = if e.is_timeout() {
+    let kind = if crate::tls_trust::is_untrusted_certificate(e) {
+        crate::tls_trust::TRUST_HINT
+    } else if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "connection failed"
@@ -325,13 +329,17 @@ fn auth_error(call: &Call, e: osauth::Error) -> CloudError {
 }
 
 fn transport_error(call: &Call, e: &reqwest::Error) -> CloudError {
-    no_answer_error(call, e.is_timeout(), describe_reqwest_error(e))
+    let untrusted = crate::tls_trust::is_untrusted_certificate(e);
+    no_answer_error(call, e.is_timeout(), untrusted, describe_reqwest_error(e))
 }
 
-/// A request that got no answer: a timeout, or a connection that failed (worth a retry).
-fn no_answer_error(call: &Call, timed_out: bool, why: String) -> CloudError {
+/// A request that got no answer: a timeout, or a connection that failed (worth a retry),
+/// unless the certificate was untrusted, which no retry mends.
+fn no_answer_error(call: &Call, timed_out: bool, untrusted: bool, why: String) -> CloudError {
     let kind = if timed_out {
         CloudErrorKind::Timeout
+    } else if untrusted {
+        CloudErrorKind::Invalid
     } else {
         CloudErrorKind::Transient
     };
@@ -476,6 +484,7 @@ impl Api {
             CloudError::invalid("build HTTP client", creds.source.clone(), e.to_string())
         })?;
         let source = creds.source.clone();
+        let verifies_certificates = creds.verify;
         let region = creds.region.clone().unwrap_or_default();
         let auth_url = creds.auth_url.clone();
         let mut auth = KeystoneAuth::new(creds);
@@ -524,8 +533,10 @@ impl Api {
             match osauth::Session::new_with_client(client.clone(), session_auth).await {
                 Ok(session) => break session,
                 Err(e) => {
+                    // Keystone's certificate not trusted: configuration, kept as `invalid`.
+                    let untrusted = e.kind() == osauth::ErrorKind::InvalidConfig;
                     let mut err = auth_error(&auth_call, e);
-                    if err.kind == CloudErrorKind::Invalid {
+                    if err.kind == CloudErrorKind::Invalid && !untrusted {
                         err.kind = CloudErrorKind::Auth;
                     }
                     let refusal = auth.take_refusal();
@@ -588,6 +599,7 @@ impl Api {
             lookups,
             sent: AtomicU64::new(0),
             discoveries: AtomicU64::new(0),
+            verifies_certificates,
         };
         let catalog_url = api
             .auth
@@ -776,6 +788,11 @@ impl Api {
         self.auth.tokens_issued() + self.discoveries.load(Ordering::SeqCst)
     }
 
+    /// Whether the cloud's TLS certificates are checked (false after `verify: false`).
+    pub fn verifies_certificates(&self) -> bool {
+        self.verifies_certificates
+    }
+
     /// The runner host's cache of name lookups for this cloud, project and region.
     pub fn lookups(&self) -> &LookupCache {
         &self.lookups
@@ -857,7 +874,8 @@ impl Api {
                 self.settings.request_timeout,
                 self.settings.connect_timeout,
             );
-            no_answer_error(call, why.is_timeout(), why.to_string())
+            let untrusted = matches!(why, send_failure::NoAnswer::Untrusted { .. });
+            no_answer_error(call, why.is_timeout(), untrusted, why.to_string())
         })
     }
 

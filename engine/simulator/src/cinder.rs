@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::endpoints::Listener;
 use super::faults::Service;
 use super::http_error::error;
 use super::shared::Shared;
@@ -30,11 +31,11 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/volume/v3/volumes/{id}", get(show).delete(delete))
 }
 
-async fn version(State(sh): S) -> Json<Value> {
+async fn version(Extension(at): Extension<Listener>) -> Json<Value> {
     Json(
         json!({"version": {"id": "v3.0", "status": "CURRENT", "version": "3.70",
         "min_version": "3.0", "updated": "2023-08-31T00:00:00Z",
-        "links": [{"rel": "self", "href": format!("{}/volume/v3/", sh.base_url)}],
+        "links": [{"rel": "self", "href": format!("{}/volume/v3/", at.base)}],
         "media-types": [{"base": "application/json",
             "type": "application/vnd.openstack.volume+json;version=3"}]}}),
     )

@@ -10,6 +10,7 @@ use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
+use super::endpoints::Listener;
 use super::faults::Service;
 use super::http_error::{error, injected, unauthorized};
 use super::keystone::token_valid;
@@ -17,7 +18,7 @@ use super::nova::parse_microversion;
 use super::request_log::RequestRecord;
 use super::shared::Shared;
 
-pub(crate) fn app(shared: Arc<Shared>) -> Router {
+pub(crate) fn app(shared: Arc<Shared>, listener: Listener) -> Router {
     Router::new()
         .merge(super::keystone::router())
         .merge(super::nova::router())
@@ -26,6 +27,8 @@ pub(crate) fn app(shared: Arc<Shared>) -> Router {
         .merge(super::cinder::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
+        // Outside the gate, so that the gate and every handler can read it.
+        .layer(axum::Extension(listener))
         .with_state(shared)
 }
 
@@ -51,7 +54,7 @@ fn is_discovery(path: &str) -> bool {
 async fn gate(
     State(sh): State<Arc<Shared>>,
     matched: Option<MatchedPath>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let method = req.method().as_str().to_string();
@@ -66,11 +69,17 @@ async fn gate(
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| path.clone());
     let service = Service::of_path(&path);
+    let endpoint = req
+        .extensions()
+        .get::<Listener>()
+        .and_then(|l| l.label.clone());
+    let (req, body) = keep_body(req, service).await;
 
     let verdict = sh.faults().on_request(&method, &path);
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }
+    let mut req = req;
     let mut mv = None;
     let mut resp = if let Some((status, retry_after)) = verdict.respond {
         injected(service, status, retry_after)
@@ -121,8 +130,34 @@ async fn gate(
         query,
         status: resp.status().as_u16(),
         user_agent,
+        body,
+        endpoint,
         at: sh.started.elapsed(),
     };
     sh.log().push(record);
     resp
+}
+
+/// Requests larger than this are not kept in the log (the handlers still see them whole).
+const KEPT_BODY_LIMIT: usize = 1 << 20;
+
+/// Reads the body once so the log can keep it as JSON, and gives the handler the same bytes.
+/// Keystone's bodies are never kept: they carry passwords and application-credential secrets.
+async fn keep_body(req: Request, service: Option<Service>) -> (Request, Option<serde_json::Value>) {
+    if service == Some(Service::Identity) || req.method() == axum::http::Method::GET {
+        return (req, None);
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, KEPT_BODY_LIMIT).await {
+        Ok(bytes) => {
+            let json = serde_json::from_slice(&bytes).ok();
+            (
+                Request::from_parts(parts, axum::body::Body::from(bytes)),
+                json,
+            )
+        }
+        // Too large or broken: the handler answers an empty body as the real service would
+        // answer a malformed one.
+        Err(_) => (Request::from_parts(parts, axum::body::Body::empty()), None),
+    }
 }

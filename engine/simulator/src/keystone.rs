@@ -66,35 +66,6 @@ pub fn token_valid(sh: &Shared, headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.scoped && t.expires > SystemTime::now())
 }
 
-fn catalog(base: &str, project_id: &str) -> Value {
-    let entries = [
-        ("identity", "keystone", format!("{base}/identity")),
-        ("compute", "nova", format!("{base}/compute/v2.1")),
-        ("image", "glance", format!("{base}/image")),
-        ("network", "neutron", format!("{base}/network")),
-        (
-            "block-storage",
-            "cinder",
-            format!("{base}/volume/v3/{project_id}"),
-        ),
-    ];
-    Value::Array(
-        entries
-            .into_iter()
-            .map(|(kind, name, url)| {
-                let endpoints: Vec<Value> = ["public", "internal", "admin"]
-                    .into_iter()
-                    .map(|iface| {
-                        json!({"id": new_hex_id(), "interface": iface, "region_id": "RegionOne",
-                            "url": url, "region": "RegionOne"})
-                    })
-                    .collect();
-                json!({"endpoints": endpoints, "id": new_hex_id(), "type": kind, "name": name})
-            })
-            .collect(),
-    )
-}
-
 fn token_body(sh: &Shared, st: &Store, t: &Token) -> Value {
     let user = st.users.iter().find(|u| u.id == t.user_id);
     let mut tok = json!({
@@ -112,7 +83,8 @@ fn token_body(sh: &Shared, st: &Store, t: &Token) -> Value {
         tok["is_domain"] = json!(false);
         tok["roles"] = json!([{"id": "5f1c0c1e0a8f4f6f9d2b2f6c3f1e9a01", "name": "reader"},
             {"id": "8e2a7c4d1b3f4e5a9c6d7e8f9a0b1c02", "name": "member"}]);
-        tok["catalog"] = catalog(&sh.base_url, &st.project_id);
+        tok["catalog"] =
+            super::endpoints::catalog(&sh.base_url, &sh.split_endpoints, &st.project_id);
     }
     if let Some(id) = &t.app_cred_id {
         let name = st

@@ -32,6 +32,7 @@
 
 mod cinder;
 mod console_log;
+mod endpoints;
 mod faults;
 mod filter;
 mod glance;
@@ -54,11 +55,13 @@ mod ssh_endpoints;
 mod ssh_server;
 mod store;
 mod timefmt;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use endpoints::{FIRST_REGION, SECOND_REGION};
 pub use faults::{FaultControl, Scope, Service};
 pub use nova_servers::NO_VALID_HOST;
 pub use options::{SimOptions, SshMode};
@@ -84,20 +87,46 @@ pub enum SimError {
     /// Binding the listener or creating the state directory failed.
     #[error("simulated cloud: {0}")]
     Io(#[from] std::io::Error),
+    /// HTTPS was asked for and the test CA could not be made.
+    #[error("simulated cloud: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running simulated cloud. Dropping it stops it (use [`SimCloud::shutdown`] to wait).
 pub struct SimCloud {
     shared: Arc<Shared>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    /// The test CA, PEM, when serving HTTPS.
+    ca_pem: Option<String>,
     _tempdir: Option<tempfile::TempDir>,
 }
 
 impl SimCloud {
     /// Binds 127.0.0.1 on a random port and starts serving. Must run inside a tokio runtime.
     pub async fn start(opts: SimOptions) -> Result<SimCloud, SimError> {
+        let pki = if opts.tls {
+            Some(tls::TestPki::generate()?)
+        } else {
+            None
+        };
+        let scheme = if pki.is_some() { "https" } else { "http" };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
+        let base_url = format!("{scheme}://{}", listener.local_addr()?);
+        // The main listener is the first region's public endpoint; the others get their own.
+        let mut listeners = vec![listener];
+        let mut bases = vec![base_url.clone()];
+        if opts.two_regions {
+            while listeners.len() < endpoints::TWO_REGION_LISTENERS {
+                let l = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+                bases.push(format!("{scheme}://{}", l.local_addr()?));
+                listeners.push(l);
+            }
+        }
+        let split = if opts.two_regions {
+            endpoints::two_regions(&bases)
+        } else {
+            Vec::new()
+        };
         let (root, tempdir) = match &opts.state_dir {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
@@ -109,22 +138,59 @@ impl SimCloud {
             }
         };
         let store = seed::seeded_store(opts.instance_quota);
-        let shared = Arc::new(Shared::new(opts, base_url, root, store));
-        let app = http::app(shared.clone());
-        let stop = shared.shutdown.clone();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-        });
+        let labels: Vec<Option<String>> = if split.is_empty() {
+            vec![None]
+        } else {
+            split.iter().map(|e| Some(e.label())).collect()
+        };
+        let ca_pem = pki.as_ref().map(|p| p.ca_pem.clone());
+        let shared = Arc::new(Shared::new(opts, base_url, split, root, store));
+        let mut servers = Vec::new();
+        for ((listener, base), label) in listeners.into_iter().zip(bases).zip(labels) {
+            let app = http::app(shared.clone(), endpoints::Listener { base, label });
+            let stop = shared.shutdown.clone();
+            let server = match &pki {
+                Some(p) => {
+                    let tls = tls::TlsListener::new(listener, p.acceptor.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        let _ = axum::serve(tls, app)
+                            .with_graceful_shutdown(stop.cancelled_owned())
+                            .await;
+                    })
+                }
+                None => tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await;
+                }),
+            };
+            servers.push(server);
+        }
         Ok(SimCloud {
             shared,
-            server: Some(server),
+            servers,
+            ca_pem,
             _tempdir: tempdir,
         })
     }
 
-    /// `http://127.0.0.1:<port>`
+    /// The CA that signed the simulator's certificate (PEM), when it serves HTTPS
+    /// ([`SimOptions::tls`]). Made at start-up; a client trusts it only if given it.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// Writes the test CA as `ca.pem` into `dir` and returns its path; `None` without HTTPS.
+    pub fn write_ca(&self, dir: &Path) -> std::io::Result<Option<PathBuf>> {
+        let Some(pem) = &self.ca_pem else {
+            return Ok(None);
+        };
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, pem)?;
+        Ok(Some(path))
+    }
+
+    /// `http://127.0.0.1:<port>` (`https://` with [`SimOptions::tls`])
     pub fn base_url(&self) -> &str {
         &self.shared.base_url
     }
@@ -272,7 +338,7 @@ impl SimCloud {
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
         self.shared.ssh.stop_all();
-        if let Some(h) = self.server.take() {
+        for h in std::mem::take(&mut self.servers) {
             let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
         }
     }
@@ -282,7 +348,7 @@ impl Drop for SimCloud {
     fn drop(&mut self) {
         self.shared.shutdown.cancel();
         self.shared.ssh.stop_all();
-        if let Some(h) = self.server.take() {
+        for h in self.servers.drain(..) {
             h.abort();
         }
     }

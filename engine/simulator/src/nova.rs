@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::endpoints::Listener;
 use super::faults::Service;
 use super::http_error::error;
 use super::shared::Shared;
@@ -108,17 +109,19 @@ fn version_doc(base: &str) -> Value {
             "type": "application/vnd.openstack.compute+json;version=2.1"}]})
 }
 
-async fn versions(State(sh): State<Arc<Shared>>) -> Json<Value> {
-    let mut v = version_doc(&sh.base_url);
+// Version documents link to the listener that was asked, as Nova links to the host it was
+// asked on: a client that follows the self link stays on the endpoint it chose.
+async fn versions(Extension(at): Extension<Listener>) -> Json<Value> {
+    let mut v = version_doc(&at.base);
     if let Some(o) = v.as_object_mut() {
         o.remove("media-types");
-        o["links"] = json!([{"rel": "self", "href": format!("{}/compute/v2.1/", sh.base_url)}]);
+        o["links"] = json!([{"rel": "self", "href": format!("{}/compute/v2.1/", at.base)}]);
     }
     Json(json!({"versions": [v]}))
 }
 
-async fn version(State(sh): State<Arc<Shared>>) -> Json<Value> {
-    Json(json!({"version": version_doc(&sh.base_url)}))
+async fn version(Extension(at): Extension<Listener>) -> Json<Value> {
+    Json(json!({"version": version_doc(&at.base)}))
 }
 
 fn links(base: &str, kind: &str, id: &str) -> Value {

@@ -38,6 +38,13 @@ pub struct SimOptions {
     /// How long a minute lasts on the guests' clocks, for cloud-init's `power_state` delay
     /// (tests shorten it).
     pub guest_minute: Duration,
+    /// The catalog lists two regions, [`crate::FIRST_REGION`] and [`crate::SECOND_REGION`],
+    /// each with a public and an internal URL on a listener of its own, and no admin
+    /// interface. Off: one region whose public, internal and admin endpoints share one URL.
+    pub two_regions: bool,
+    /// Serve HTTPS with a certificate signed by a CA made at start-up (see
+    /// [`crate::SimCloud::ca_pem`]). Off: plain HTTP.
+    pub tls: bool,
     /// Where per-server working directories are created. `None`: a temporary directory removed
     /// when the simulator shuts down.
     pub state_dir: Option<PathBuf>,
@@ -55,6 +62,8 @@ impl Default for SimOptions {
             instance_quota: 10,
             state_dir: None,
             guest_minute: Duration::from_secs(60),
+            two_regions: false,
+            tls: false,
         }
     }
 }

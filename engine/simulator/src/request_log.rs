@@ -20,6 +20,12 @@ pub struct RequestRecord {
     /// The client's `User-Agent`, which tells who sent it (the driver names its stage there:
     /// `executor/0.1.0 (prepare)`).
     pub user_agent: Option<String>,
+    /// The request's body when it was JSON, so tests can assert on what a client actually
+    /// sent. Never kept for Keystone: its bodies carry passwords and secrets.
+    pub body: Option<serde_json::Value>,
+    /// The catalog endpoint the request came in on (`RegionTwo internal`), when the
+    /// simulator runs one listener per endpoint ([`crate::SimOptions::two_regions`]).
+    pub endpoint: Option<String>,
     /// Time since the simulator started.
     pub at: Duration,
 }
@@ -55,6 +61,16 @@ impl RequestLog {
             .iter()
             .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.contains(fragment))
             .count()
+    }
+
+    /// The JSON bodies of the requests with this method whose route template equals `route`,
+    /// in the order they were answered.
+    pub fn bodies(&self, method: &str, route: &str) -> Vec<serde_json::Value> {
+        self.records
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.route == route)
+            .filter_map(|r| r.body.clone())
+            .collect()
     }
 
     /// Total number of requests.

@@ -25,6 +25,12 @@ pub struct ServeArgs {
     /// Do not run SSH endpoints for servers.
     #[arg(long)]
     pub no_ssh: bool,
+    /// Serve HTTPS with a CA made now, written beside clouds.yaml as `ca.pem`.
+    #[arg(long)]
+    pub tls: bool,
+    /// A catalog of two regions (RegionOne, RegionTwo), each with its own public and internal URL.
+    #[arg(long)]
+    pub two_regions: bool,
     /// Directory for clouds.yaml and the servers' working directories (default: a temporary one).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
@@ -56,6 +62,8 @@ async fn serve(args: ServeArgs) -> i32 {
             SshMode::Embedded
         },
         state_dir: args.state_dir.clone(),
+        tls: args.tls,
+        two_regions: args.two_regions,
         ..SimOptions::default()
     };
     let sim = match SimCloud::start(opts).await {
@@ -91,6 +99,17 @@ async fn serve(args: ServeArgs) -> i32 {
     println!("# or these variables:");
     for (k, v) in sim.os_env() {
         println!("export {k}={v}");
+    }
+    match sim.write_ca(&dir) {
+        Ok(Some(ca)) => println!(
+            "# HTTPS: trust the test CA with\nexport OS_CACERT={}",
+            ca.display()
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: cannot write ca.pem into {}: {e}", dir.display());
+            return 1;
+        }
     }
     println!("# Servers' SSH port is in their metadata key `ssh_port`.");
     wait_for_stop_signal().await;

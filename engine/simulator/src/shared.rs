@@ -16,6 +16,9 @@ pub(crate) struct Shared {
     pub opts: SimOptions,
     /// `http://127.0.0.1:<port>`
     pub base_url: String,
+    /// The catalog's endpoints when each has a listener of its own; empty when `base_url`
+    /// serves them all.
+    pub split_endpoints: Vec<super::endpoints::Endpoint>,
     pub started: Instant,
     pub shutdown: CancellationToken,
     pub ssh: SshHub,
@@ -32,11 +35,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(opts: SimOptions, base_url: String, root: PathBuf, store: Store) -> Shared {
+    pub fn new(
+        opts: SimOptions,
+        base_url: String,
+        split_endpoints: Vec<super::endpoints::Endpoint>,
+        root: PathBuf,
+        store: Store,
+    ) -> Shared {
         Shared {
             ssh: SshHub::new(opts.prefer_port_22, opts.ssh_mode),
             opts,
             base_url,
+            split_endpoints,
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             root,

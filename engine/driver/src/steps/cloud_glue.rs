@@ -70,6 +70,7 @@ pub async fn cloud(cx: &mut StepContext<'_>) -> Result<Arc<CloudHandle>, StepErr
     let services = cx.services;
     let saved = cx.state.get(STATE_CLOUD_SESSION).cloned();
     let purpose = cx.stage.name();
+    let log = cx.log;
     let handle = services
         .get_or_try_init::<CloudHandle, _, _>(|| async {
             let settings = settings_of(services.settings("cloud")?)?;
@@ -78,6 +79,14 @@ pub async fn cloud(cx: &mut StepContext<'_>) -> Result<Arc<CloudHandle>, StepErr
                 purpose: Some(purpose.to_string()),
             };
             let os = Arc::new(OpenStack::connect_with(&settings, &process_env, options).await?);
+            // Once per stage process, where the job's author and the operator both look.
+            if !os.verifies_certificates() {
+                log.warn(
+                    "TLS certificate verification is OFF for the cloud (verify: false or \
+                     OS_INSECURE): anyone on the path can read the token and the requests; \
+                     set `cacert` instead outside a test cloud",
+                );
+            }
             Ok(CloudHandle {
                 cloud: os.clone(),
                 settings,
