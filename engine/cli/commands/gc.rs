@@ -38,8 +38,10 @@ Which servers are reaped:
   key pair, exactly as the job's own cleanup would have done. Set --older-than above your
   longest job timeout plus provisioning time, so that running jobs are never touched.
   Also reaped, once older than --older-than: per-job key pairs (named
-  executor-<owner>-<project id>-<job id>) that no server of ours still uses, and floating IPs
-  with our marker that are associated with nothing. A runner killed between importing the key
+  executor-<owner>-<project id>-<job id>; an owner with characters other than letters, digits,
+  - and _ is escaped, as executor_<escaped owner>-..., so that owners never share names)
+  that no server of ours still uses, and floating IPs with our marker that are associated
+  with nothing. A runner killed between importing the key
   and creating the server leaves such a key pair; a server deleted by hand leaves such an IP.
   Idle VMs of a warm pool (metadata project `pool`) are spared while their daemon runs on
   this host (it holds a lock in its state directory); once it is gone they are reaped like
