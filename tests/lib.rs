@@ -31,6 +31,7 @@ mod cloud_stages_realcloud;
 mod container_entrypoint;
 mod e2e_chaos;
 mod e2e_gc;
+mod e2e_hold;
 mod e2e_jobs;
 mod e2e_recipes;
 mod engine_semantics;

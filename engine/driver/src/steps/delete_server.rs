@@ -10,6 +10,7 @@ use crate::steps::cloud_glue::{
     STATE_KEYPAIR, STATE_SERVER_ID, STATE_SERVER_NAME, STATE_VOLUMES,
 };
 use crate::steps::context::{Outputs, StepContext};
+use crate::steps::debug_hold;
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 
 /// Delete the job's server and release what belongs to it (floating IP, key pair, kept
@@ -19,6 +20,11 @@ use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 /// carrying this job's ownership metadata (Nova's name filter is a regex; we filter again).
 /// Never deletes a server without this job's metadata. Idempotent, and succeeds when nothing
 /// was ever created. Outputs: `servers_deleted`, `floating_ips_released`, `volumes_deleted`.
+///
+/// Debug hold: when the runner host sets `EXECUTOR_HOLD_FAILED` (a duration, at most 7 days)
+/// and a `run` sub-stage failed the job, the server is kept until then instead (metadata
+/// `executor:hold-until`), with the job's key kept on the runner host, and the job log says how
+/// to reach it; outputs `held` (the server id) and `held_until`. See the book's "Debug hold".
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteServer {
@@ -77,6 +83,9 @@ impl DeleteServer {
             // Prepare never got as far as the cloud: nothing to do, and no need to log in.
             cx.log.info("nothing to delete");
             return Ok(Outputs::new());
+        }
+        if let Some(held) = debug_hold::hold_instead_of_delete(cx, server_id.as_deref()).await? {
+            return Ok(held);
         }
         let handle = cloud_glue::cloud(cx).await?;
         let owner = cloud_glue::owner(cx, &handle.settings)?;
