@@ -8,7 +8,6 @@
 //! timeout plus provisioning), or when Nova shows it ERROR or SHUTOFF (it cannot run a job any
 //! more). Servers without our metadata, or with another owner's, are never touched.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -17,9 +16,11 @@ use executor_cloud::backend::Cloud;
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 use executor_cloud::hold::held_until;
 use executor_cloud::keypair::job_keypair_name;
-use executor_cloud::ownership::{META_JOB, META_PROJECT, Ownership, POOL_PROJECT, created_at};
+use executor_cloud::ownership::{
+    META_JOB, META_PROJECT, Ownership, POOL_PROJECT, created_at, created_by_runner,
+};
 use executor_cloud::reaper::{
-    Leftover, list_runner_servers, orphaned_floating_ips, orphaned_keypairs,
+    Leftover, keypairs_of_other_owners, orphaned_floating_ips, orphaned_keypairs,
 };
 use executor_cloud::server::Server;
 use executor_cloud::settings::CloudSettings;
@@ -177,8 +178,12 @@ pub async fn reap(
 ) -> Result<Vec<Reaped>, CloudError> {
     let now = SystemTime::now();
     let mut out = Vec::new();
-    let mut in_use = HashSet::new();
-    for server in list_runner_servers(cloud, owner).await? {
+    let servers = cloud.list_servers(None).await?;
+    let mut in_use = keypairs_of_other_owners(&servers, owner);
+    let ours = servers
+        .into_iter()
+        .filter(|s| created_by_runner(&s.metadata, owner));
+    for server in ours {
         let text = |k: &str| server.metadata.get(k).cloned().unwrap_or_default();
         let ownership = Ownership {
             runner: owner.to_string(),

@@ -24,6 +24,21 @@ pub fn job_keypair_name(owner: &Ownership) -> String {
     raw.chars().take(255).collect()
 }
 
+/// The name `owner`'s key pairs had before names named the owner exactly (every character
+/// outside letters, digits, `-` and `_` made `_`). Only for recognising the key pairs of
+/// servers made before then; never for deciding whose a key pair is.
+pub fn shipped_keypair_name(owner: &Ownership) -> String {
+    format!(
+        "executor-{}-{}-{}",
+        sanitize(&owner.runner),
+        sanitize(&owner.project),
+        sanitize(&owner.job)
+    )
+    .chars()
+    .take(255)
+    .collect()
+}
+
 fn is_plain(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
