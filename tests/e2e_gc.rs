@@ -314,6 +314,96 @@ fn gc_without_a_recipe_or_cloud_is_an_error_not_a_panic() {
     );
 }
 
+fn gc_as(cloud: &Cloud, owner: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(driver())
+        .arg("gc")
+        .arg("--recipe")
+        .arg(default_recipe())
+        .args(args)
+        .envs(cloud.service_env(owner))
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs executor gc");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 14, item 6: owners `ci.a` and `ci_a` once shared key-pair names, so `ci_a`'s gc
+/// offered to delete the key pair of `ci.a`'s running job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_never_claims_the_key_pairs_of_an_owner_that_differs_only_in_punctuation() {
+    let cloud = Cloud::start().await;
+    let os = connect(&cloud).await;
+    let dotted = Ownership {
+        runner: "ci.a".into(),
+        project: "7".into(),
+        job: "301".into(),
+    };
+    let live = job_keypair_name(&dotted);
+    os.import_keypair(&live, &e2e_public_key())
+        .await
+        .expect("key pair");
+    let server = boot(
+        &os,
+        "executor-7-301",
+        dotted.metadata(SystemTime::now()),
+        Some(&live),
+    )
+    .await;
+    wait_status(&cloud, &server, "ACTIVE").await;
+    // And an orphan of `ci.a`'s, whose server is gone.
+    let orphan_owner = Ownership {
+        job: "302".into(),
+        ..dotted.clone()
+    };
+    let orphan = job_keypair_name(&orphan_owner);
+    os.import_keypair(&orphan, &e2e_public_key())
+        .await
+        .expect("key pair");
+    // A job of `ci.a`'s still running from before names were exact: its key pair has the old
+    // name, which is also the one `ci_a` gives its own job 303.
+    let before = Ownership {
+        job: "303".into(),
+        ..dotted.clone()
+    };
+    let old_name = executor_cloud::keypair::shipped_keypair_name(&before);
+    assert_eq!(old_name, "executor-ci_a-7-303");
+    os.import_keypair(&old_name, &e2e_public_key())
+        .await
+        .expect("key pair");
+    let older = boot(
+        &os,
+        "executor-7-303",
+        before.metadata(SystemTime::now()),
+        Some(&old_name),
+    )
+    .await;
+    wait_status(&cloud, &older, "ACTIVE").await;
+    cloud.sim.backdate(Duration::from_secs(4 * 3600));
+
+    let (code, out, err) = gc_as(&cloud, "ci_a", &["--dry-run", "--older-than", "1h"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !out.contains(&live) && !out.contains(&orphan) && !out.contains(&old_name),
+        "ci_a offers ci.a's key pairs: {out}"
+    );
+    assert!(
+        out.contains("0 server(s), 0 key pair(s), 0 floating IP(s) would be deleted"),
+        "{out}"
+    );
+    // `ci.a` itself still finds its own orphan, and nothing of its running job.
+    let (code, out, err) = gc_as(&cloud, "ci.a", &["--dry-run", "--older-than", "1h"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("would delete key pair {orphan} of job 302")),
+        "{out}"
+    );
+    assert!(!out.contains(&live), "{out}");
+}
+
 fn e2e_public_key() -> String {
     let dir = tempfile::tempdir().expect("tmp");
     executor_ssh::generate_job_key(dir.path(), "key", "e2e-gc")

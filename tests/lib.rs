@@ -35,6 +35,7 @@ mod cloud_wire_realcloud;
 mod container_entrypoint;
 mod e2e_chaos;
 mod e2e_gc;
+mod e2e_hold;
 mod e2e_jobs;
 mod e2e_recipes;
 mod engine_semantics;

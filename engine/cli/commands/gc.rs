@@ -8,17 +8,19 @@
 //! timeout plus provisioning), or when Nova shows it ERROR or SHUTOFF (it cannot run a job any
 //! more). Servers without our metadata, or with another owner's, are never touched.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use executor_cloud::backend::Cloud;
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
+use executor_cloud::hold::held_until;
 use executor_cloud::keypair::job_keypair_name;
-use executor_cloud::ownership::{META_JOB, META_PROJECT, Ownership, POOL_PROJECT, created_at};
+use executor_cloud::ownership::{
+    META_JOB, META_PROJECT, Ownership, POOL_PROJECT, created_at, created_by_runner,
+};
 use executor_cloud::reaper::{
-    Leftover, list_runner_servers, orphaned_floating_ips, orphaned_keypairs,
+    Leftover, keypairs_of_other_owners, orphaned_floating_ips, orphaned_keypairs,
 };
 use executor_cloud::server::Server;
 use executor_cloud::settings::CloudSettings;
@@ -27,6 +29,8 @@ use executor_driver::interpreter::render_block_outside_job;
 use executor_driver::recipe::loader::{self, LoadedRecipe};
 use executor_driver::steps::cloud_glue::settings_of;
 use executor_driver::template::context::Environment;
+
+use super::gc_held::{self, forget_held_key};
 
 const AFTER_HELP: &str = "\
 Which servers are reaped:
@@ -38,12 +42,19 @@ Which servers are reaped:
   key pair, exactly as the job's own cleanup would have done. Set --older-than above your
   longest job timeout plus provisioning time, so that running jobs are never touched.
   Also reaped, once older than --older-than: per-job key pairs (named
-  executor-<owner>-<project id>-<job id>) that no server of ours still uses, and floating IPs
-  with our marker that are associated with nothing. A runner killed between importing the key
+  executor-<owner>-<project id>-<job id>; an owner with characters other than letters, digits,
+  - and _ is escaped, as executor_<escaped owner>-..., so that owners never share names)
+  that no server of ours still uses, and floating IPs with our marker that are associated
+  with nothing. A runner killed between importing the key
   and creating the server leaves such a key pair; a server deleted by hand leaves such an IP.
   Idle VMs of a warm pool (metadata project `pool`) are spared while their daemon runs on
   this host (it holds a lock in its state directory); once it is gone they are reaped like
   any other server.
+
+Servers kept by the debug hold (EXECUTOR_HOLD_FAILED, metadata `executor:hold-until`) are
+  left alone, whatever their age or status, until their hold is over; then they are reaped
+  with their key pair, floating IPs and the job's key kept on this host. `--held` lists them,
+  `--release <server>` deletes one now.
 
 Run it regularly, e.g. from a systemd timer on the runner host:
   # /etc/systemd/system/executor-gc.service
@@ -66,7 +77,9 @@ Exit status: 0 when everything found was deleted (or listed), 1 when a deletion 
 
 Examples:
   executor gc --recipe recipes/openstack.yaml --dry-run
-  executor gc --recipe recipes/openstack.yaml --older-than 6h";
+  executor gc --recipe recipes/openstack.yaml --older-than 6h
+  executor gc --recipe recipes/openstack.yaml --held
+  executor gc --recipe recipes/openstack.yaml --release 5c0e0b0e-...";
 
 /// `executor gc`
 #[derive(Debug, Clone, clap::Args)]
@@ -78,6 +91,13 @@ pub struct GcArgs {
     /// List what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// List the servers kept by the debug hold (EXECUTOR_HOLD_FAILED); delete nothing.
+    #[arg(long, conflicts_with = "release")]
+    pub held: bool,
+    /// Delete this held server (id or exact name) now, with its key pair, floating IPs and
+    /// held key. Refuses a server that is not held.
+    #[arg(long, value_name = "SERVER")]
+    pub release: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +123,8 @@ pub enum OverReason {
     Age(Duration),
     /// A key pair or floating IP whose server is gone, this old.
     Orphaned(Duration),
+    /// A server kept by the debug hold, whose hold is over.
+    HoldOver,
 }
 
 fn whole_seconds(d: &Duration) -> humantime::FormattedDuration {
@@ -117,6 +139,7 @@ impl std::fmt::Display for OverReason {
             OverReason::Orphaned(age) => {
                 write!(f, "its server is gone, age {}", whole_seconds(age))
             }
+            OverReason::HoldOver => write!(f, "its debug hold is over"),
         }
     }
 }
@@ -155,8 +178,12 @@ pub async fn reap(
 ) -> Result<Vec<Reaped>, CloudError> {
     let now = SystemTime::now();
     let mut out = Vec::new();
-    let mut in_use = HashSet::new();
-    for server in list_runner_servers(cloud, owner).await? {
+    let servers = cloud.list_servers(None).await?;
+    let mut in_use = keypairs_of_other_owners(&servers, owner);
+    let ours = servers
+        .into_iter()
+        .filter(|s| created_by_runner(&s.metadata, owner));
+    for server in ours {
         let text = |k: &str| server.metadata.get(k).cloned().unwrap_or_default();
         let ownership = Ownership {
             runner: owner.to_string(),
@@ -167,7 +194,14 @@ pub async fn reap(
         let keypair_name = job_keypair_name(&ownership);
         // A live pool daemon looks after its own idle VMs (it replaces them by age itself).
         let spared = spare_pool && ownership.project == POOL_PROJECT;
-        let Some(reason) = is_over(&server, older_than, now).filter(|_| !spared) else {
+        // A held server is kept, whatever its age or status (the guest may have powered itself
+        // off), until its hold is over; then nothing else need be over.
+        let reason = match held_until(&server.metadata) {
+            Some(until) if until > now => None,
+            Some(_) => Some(OverReason::HoldOver),
+            None => is_over(&server, older_than, now),
+        };
+        let Some(reason) = reason.filter(|_| !spared) else {
             in_use.insert(keypair_name);
             continue;
         };
@@ -189,9 +223,13 @@ pub async fn reap(
                 floating_ip_ids: Vec::new(),
                 volume_ids: Vec::new(),
             };
-            if let Err(e) = cleanup(cloud, &target, policy).await {
-                reaped.error = Some(e.to_string());
-                in_use.insert(keypair_name);
+            match cleanup(cloud, &target, policy).await {
+                Ok(_) if reaped.reason == OverReason::HoldOver => forget_held_key(&server.id),
+                Ok(_) => {}
+                Err(e) => {
+                    reaped.error = Some(e.to_string());
+                    in_use.insert(keypair_name);
+                }
             }
         } else {
             in_use.insert(keypair_name);
@@ -257,6 +295,24 @@ fn run_inner(recipes: &[PathBuf], args: &GcArgs) -> Result<i32, GcError> {
         .enable_all()
         .build()
         .map_err(GcError::Runtime)?;
+    if args.held || args.release.is_some() {
+        return runtime.block_on(async {
+            let cloud = OpenStack::connect(&settings).await?;
+            match &args.release {
+                Some(server) => {
+                    gc_held::release(
+                        &cloud,
+                        &owner,
+                        server,
+                        args.dry_run,
+                        &CleanupPolicy::default(),
+                    )
+                    .await
+                }
+                None => gc_held::list(&cloud, &owner).await,
+            }
+        });
+    }
     let reaped = runtime.block_on(async {
         let cloud = OpenStack::connect(&settings).await?;
         reap(

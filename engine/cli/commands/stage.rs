@@ -11,6 +11,7 @@ use executor_driver::recipe::config_block::ConfigBlock;
 use executor_driver::recipe::deferred::Deferred;
 use executor_driver::recipe::diagnostics;
 use executor_driver::steps::context::RunArgs;
+use executor_driver::steps::debug_hold;
 use executor_driver::template::context::Environment;
 use executor_foundation::exit_codes::{ExitCodes, Outcome};
 use executor_foundation::job_log::JobLog;
@@ -69,7 +70,7 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
         }
         let environment = Environment::from_process();
         crate::operator_events::open_for_stage(stage, run.as_ref(), &environment, &state, &log);
-        let interp = Interpreter::new(&loaded, &environment, &log, &exit, cancel);
+        let interp = Interpreter::new(&loaded, &environment, &log, &exit, cancel.clone());
         let vars = match interp.evaluate_vars(&state, run.as_ref(), stage) {
             Ok(v) => v,
             Err(e) => {
@@ -80,9 +81,28 @@ pub fn run(recipes: &[PathBuf], stage: Stage, run: Option<RunArgs>) -> i32 {
         if stage == Stage::Config {
             return print_config(&interp, &vars, &state, &log);
         }
+        let vars_for_hold = (stage == Stage::Run).then(|| vars.clone());
         let outcome = interp
             .run_stage(stage, &mut state, vars, run.as_ref())
             .await;
+        // What failed the job, for the debug hold at cleanup. A cancelled job is not held:
+        // gitlab-runner stops a cancel and a timeout alike, so the two cannot be told apart.
+        if let (Some(vars), Some(r)) = (vars_for_hold, run.as_ref())
+            && !matches!(outcome, Outcome::Success)
+            && !cancel.is_cancelled()
+        {
+            // The `ssh:` block only names the user to log in as; a block that does not
+            // render leaves the user out of the message.
+            let ssh = loaded
+                .recipe
+                .ssh
+                .as_ref()
+                .and_then(|raw| interp.render_block("ssh", raw, &vars, &state, stage).ok())
+                .unwrap_or(serde_json::Value::Null);
+            if let Err(e) = debug_hold::after_failed_run(&mut state, &log, &r.stage, &ssh) {
+                log.warn(&e.message);
+            }
+        }
         report_to_pool(&loaded, stage, run.as_ref(), started, outcome).await;
         outcome
     });

@@ -18,6 +18,7 @@ pub mod credentials;
 pub mod error;
 pub mod fault_class;
 pub mod floating_ip;
+pub mod hold;
 pub mod keypair;
 pub mod keystone;
 pub mod lookup_cache;

@@ -6,8 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use super::backend::Cloud;
 use super::error::CloudError;
-use super::keypair::job_of_keypair_name;
-use super::ownership::{Ownership, created_at, created_by_runner};
+use super::keypair::{job_keypair_name, job_of_keypair_name, shipped_keypair_name};
+use super::ownership::{
+    META_JOB, META_PROJECT, META_RUNNER, Ownership, created_at, created_by_runner,
+};
 use super::server::Server;
 
 /// Every server carrying `runner`'s ownership metadata.
@@ -21,6 +23,34 @@ pub async fn list_runner_servers(
         .into_iter()
         .filter(|s| created_by_runner(&s.metadata, runner))
         .collect())
+}
+
+/// The per-job key pair names the servers of every owner but `runner` may use, under today's
+/// naming and the one before it. A key pair a server may use is never an orphan, whoever's it
+/// is: the names of another owner's servers made before names were exact (`ci.a`'s under the
+/// old naming is also `ci_a`'s) must not look orphaned to `runner`.
+pub fn keypairs_of_other_owners(servers: &[Server], runner: &str) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for s in servers {
+        let (Some(other), Some(project), Some(job)) = (
+            s.metadata.get(META_RUNNER),
+            s.metadata.get(META_PROJECT),
+            s.metadata.get(META_JOB),
+        ) else {
+            continue;
+        };
+        if other == runner {
+            continue;
+        }
+        let owner = Ownership {
+            runner: other.clone(),
+            project: project.clone(),
+            job: job.clone(),
+        };
+        names.insert(job_keypair_name(&owner));
+        names.insert(shipped_keypair_name(&owner));
+    }
+    names
 }
 
 /// Those of `servers` created more than `older_than` before `now`. A server without a

@@ -10,6 +10,7 @@ use crate::steps::cloud_glue::{
     STATE_KEYPAIR, STATE_SERVER_ID, STATE_SERVER_NAME, STATE_VOLUMES,
 };
 use crate::steps::context::{Outputs, StepContext};
+use crate::steps::debug_hold;
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 use executor_cloud::keypair::job_keypair_name;
 
@@ -20,6 +21,11 @@ use executor_cloud::keypair::job_keypair_name;
 /// carrying this job's ownership metadata (Nova's name filter is a regex; we filter again).
 /// Never deletes a server without this job's metadata. Idempotent, and succeeds when nothing
 /// was ever created. Outputs: `servers_deleted`, `floating_ips_released`, `volumes_deleted`.
+///
+/// Debug hold: when the runner host sets `EXECUTOR_HOLD_FAILED` (a duration, at most 7 days)
+/// and a `run` sub-stage failed the job, the server is kept until then instead (metadata
+/// `executor:hold-until`), with the job's key kept on the runner host, and the job log says how
+/// to reach it; outputs `held` (the server id) and `held_until`. See the book's "Debug hold".
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteServer {
@@ -79,6 +85,9 @@ impl DeleteServer {
             // Prepare never got as far as the cloud: nothing to do, and no need to log in.
             cx.log.info("nothing to delete");
             return Ok(Outputs::new());
+        }
+        if let Some(held) = debug_hold::hold_instead_of_delete(cx, server_id.as_deref()).await? {
+            return Ok(held);
         }
         // What the job state does not remember, because it is missing or was damaged, may
         // still exist: prepare saves the server's name before anything is created, so a state

@@ -10,6 +10,7 @@ pub use services::Services;
 
 pub mod cloud_glue;
 pub mod context;
+pub mod debug_hold;
 pub mod error;
 pub mod services;
 pub mod ssh_connection;
