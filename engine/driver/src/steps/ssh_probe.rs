@@ -23,7 +23,7 @@ pub struct SshProbe {
     /// Give up after this long (default `5m`).
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "executor_foundation::durations::optional_text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "executor_foundation::durations::optional_duration")]
@@ -32,7 +32,7 @@ pub struct SshProbe {
     /// (default `60s`).
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "executor_foundation::durations::optional_text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "executor_foundation::durations::optional_duration")]
@@ -44,7 +44,7 @@ pub struct SshProbe {
     /// Limit for the readiness command (default `10m`).
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "executor_foundation::durations::optional_text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "executor_foundation::durations::optional_duration")]
