@@ -84,8 +84,17 @@ fn render(schema: &Json) -> String {
     out.push_str(
         "Every field a recipe may hold, generated from `schema/recipe.schema.json` (which \
          `executor schema` prints). A field typed \"or template\" may also be a string that is \
-         exactly one `{{ expression }}`; it is typed after rendering. Durations are written like \
-         `90s`, `10m` or `1h 30m`.\n\n",
+         exactly one `{{ expression }}`; it is typed after rendering, and a string field may \
+         hold templates anywhere. A field without \"or template\" (a number, a list, a \
+         `fixed duration`) is read when the recipe is loaded, before anything is rendered: write \
+         it as it is, `executor lint` refuses a template there.\n\n\
+         **Durations** are whole numbers, each with a unit: `ms`, `s` (`sec`, `seconds`), `m` \
+         (`min`, `minutes`), `h` (`hr`, `hours`) or `d` (`day`, `days`), several in a row \
+         with or without spaces: `600s`, `10m`, `1h 30m`. Units are lowercase: `M` is refused, \
+         because other tools read it as months, and so are fractions (`1.5h`: write `90m`) \
+         and a number without a unit. A `duration` may also be a template \
+         (`\"{{ env.T }}s\"`), checked once rendered; a `fixed duration` may not. Schema, \
+         lint, loading and the steps all read this one grammar.\n\n",
     );
 
     out.push_str("## Top-level fields {#top-level}\n\n");
@@ -329,6 +338,12 @@ fn type_text(v: &Json, seen: &mut BTreeSet<String>) -> String {
                     == Some(executor_foundation::durations::DURATION_PATTERN) =>
             {
                 "duration".to_string()
+            }
+            "string"
+                if v.get("pattern").and_then(Json::as_str)
+                    == Some(executor_foundation::durations::LITERAL_DURATION_PATTERN) =>
+            {
+                "fixed duration".to_string()
             }
             "array" => match v.get("items") {
                 Some(items) => format!("list of {}", type_text(items, seen)),

@@ -86,7 +86,7 @@ Examples:
 #[command(after_help = AFTER_HELP)]
 pub struct GcArgs {
     /// Anything of ours made longer ago than this is over, e.g. `3h`, `90m`, `0s` (all).
-    #[arg(long, default_value = "3h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "3h", value_parser = executor_foundation::durations::parse)]
     pub older_than: Duration,
     /// List what would be deleted; delete nothing.
     #[arg(long)]

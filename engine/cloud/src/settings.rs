@@ -37,22 +37,22 @@ pub struct CloudSettings {
     /// `verify` in clouds.yaml and `OS_INSECURE`.
     pub verify: Option<bool>,
     /// Upper bound for one HTTP request, e.g. `60s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "executor_foundation::durations::text")]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub request_timeout: Duration,
     /// Upper bound for opening a TCP/TLS connection, e.g. `10s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "executor_foundation::durations::text")]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub connect_timeout: Duration,
     /// How many times an idempotent call (GET, DELETE) is sent again after a 5xx, a 429 or a
     /// broken connection.
     pub retries: u32,
     /// First pause between retries; later pauses grow exponentially with jitter.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "executor_foundation::durations::text")]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub retry_delay: Duration,
     /// Longest pause between retries, also the cap applied to a server's `Retry-After`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "executor_foundation::durations::text")]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub max_retry_delay: Duration,
 }

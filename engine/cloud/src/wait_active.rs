@@ -20,19 +20,19 @@ use super::server::Server;
 #[serde(deny_unknown_fields, default)]
 pub struct WaitPolicy {
     /// Give up after this long (the error class is `timeout`).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "executor_foundation::durations::text")]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub timeout: Duration,
     /// When the server usually becomes ACTIVE; polls are densest around it.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "executor_foundation::durations::text")]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub expected: Duration,
     /// Shortest pause between polls.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "executor_foundation::durations::text")]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub min_interval: Duration,
     /// Longest pause between polls.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "executor_foundation::durations::text")]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub max_interval: Duration,
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub struct Period {
     /// Days it applies on: `mon` … `sun` (default: every day).
     #[serde(default)]
+    #[schemars(extend("x-static" = true))]
     pub days: Vec<Day>,
     /// Start of the span, `HH:MM` local time (inclusive).
     #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
@@ -28,6 +29,7 @@ pub struct Period {
     pub timezone: String,
     /// Idle VMs to keep during the period.
     #[schemars(range(max = 1000))]
+    #[schemars(extend("x-static" = true))]
     pub idle: u32,
 }
 

@@ -22,26 +22,42 @@ pub struct PoolSettings {
     pub warm: Vec<WarmKey>,
     /// At most this many VMs of the daemon's at once, idle plus claimed by jobs still running.
     #[serde(default = "default_max_instances")]
+    #[schemars(extend("x-static" = true))]
     pub max_instances: u32,
     /// An idle VM older than this is deleted and replaced, so that jobs get fresh images.
-    #[serde(default = "default_max_idle_age", with = "humantime_serde")]
-    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    #[serde(
+        default = "default_max_idle_age",
+        with = "executor_foundation::durations::text"
+    )]
+    #[schemars(schema_with = "executor_foundation::durations::literal_duration")]
     pub max_idle_age: Duration,
     /// Start at most one VM per this interval (the create rate limit).
-    #[serde(default = "default_create_interval", with = "humantime_serde")]
-    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    #[serde(
+        default = "default_create_interval",
+        with = "executor_foundation::durations::text"
+    )]
+    #[schemars(schema_with = "executor_foundation::durations::literal_duration")]
     pub create_interval: Duration,
     /// While making VMs keeps failing, the pause between attempts doubles up to this.
-    #[serde(default = "default_failure_backoff", with = "humantime_serde")]
-    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    #[serde(
+        default = "default_failure_backoff",
+        with = "executor_foundation::durations::text"
+    )]
+    #[schemars(schema_with = "executor_foundation::durations::literal_duration")]
     pub failure_backoff: Duration,
     /// How often idle VMs are checked (one SSH round trip each); dead ones are replaced.
-    #[serde(default = "default_health_interval", with = "humantime_serde")]
-    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    #[serde(
+        default = "default_health_interval",
+        with = "executor_foundation::durations::text"
+    )]
+    #[schemars(schema_with = "executor_foundation::durations::literal_duration")]
     pub health_interval: Duration,
     /// How long a job's claim waits for the daemon before it provisions its own VM.
-    #[serde(default = "default_claim_wait", with = "humantime_serde")]
-    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    #[serde(
+        default = "default_claim_wait",
+        with = "executor_foundation::durations::text"
+    )]
+    #[schemars(schema_with = "executor_foundation::durations::literal_duration")]
     pub claim_wait: Duration,
     /// What the daemon does with its idle VMs when it stops: `delete` them, or `keep` them
     /// for the next start to adopt.
@@ -68,6 +84,7 @@ pub struct WarmKey {
     pub key: IndexMap<String, String>,
     /// Idle VMs to keep ready, outside the periods below.
     #[schemars(range(max = 1000))]
+    #[schemars(extend("x-static" = true))]
     pub idle: u32,
     /// Periods with another idle count (office hours, nights); the last that matches wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

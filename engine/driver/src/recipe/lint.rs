@@ -13,6 +13,7 @@ use crate::recipe::loader::{self, Document};
 use crate::recipe::problem::{Problem, Problems};
 use crate::recipe::step_spec::COMMON_KEYS;
 use crate::template::Templater;
+use crate::template::calls::CallKind;
 use crate::template::context::NAMES;
 use executor_foundation::stage::Stage;
 use serde_json::Map;
@@ -142,9 +143,13 @@ fn semantic(l: &Document) -> Vec<Problem> {
                 stage: Some(stage),
             };
             if let Some(cond) = step.get("when").and_then(|w| w.as_str()) {
+                let at = format!("{pointer}/when");
                 match t.expression_names(cond) {
                     Ok(names) => {
-                        check_names(l, &names, &format!("{pointer}/when"), &scope, &mut problems)
+                        let calls = t.unknown_calls_in_expression(cond);
+                        let names = not_called(names, &calls);
+                        check_names(&t, l, &names, &at, &scope, &mut problems);
+                        unknown_calls(l, &at, cond, calls, &mut problems);
                     }
                     Err(e) => problems.push(Problem::new(
                         "template-syntax",
@@ -212,7 +217,11 @@ fn check_templates(
 ) {
     match v {
         Json::String(s) => match t.referenced_names(s) {
-            Ok(names) => check_names(l, &names, pointer, scope, out),
+            Ok(names) => {
+                let calls = t.unknown_calls(s);
+                check_names(t, l, &not_called(names, &calls), pointer, scope, out);
+                unknown_calls(l, pointer, s, calls, out);
+            }
             Err(e) => {
                 let loc = l
                     .spans
@@ -242,6 +251,48 @@ fn check_templates(
     }
 }
 
+/// A misspelled function is also an undeclared name; saying it once, as a function, is enough.
+fn not_called(names: Vec<String>, calls: &[crate::template::calls::UnknownCall]) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|n| {
+            !calls
+                .iter()
+                .any(|c| c.kind == CallKind::Function && c.name == *n)
+        })
+        .collect()
+}
+
+/// A filter, test or function the environment lacks fails a job only when a render reaches
+/// it; lint names it wherever it is.
+fn unknown_calls(
+    l: &Document,
+    pointer: &str,
+    s: &str,
+    calls: Vec<crate::template::calls::UnknownCall>,
+    out: &mut Vec<Problem>,
+) {
+    for c in calls {
+        let code = match c.kind {
+            CallKind::Filter => "unknown-filter",
+            CallKind::Test => "unknown-test",
+            CallKind::Function => "unknown-function",
+        };
+        let loc = l
+            .spans
+            .value_loc(pointer)
+            .map(|loc| narrow(l, loc, s, c.range.clone()));
+        let p = Problem::new(code, format!("unknown {} `{}`", c.kind.noun(), c.name), loc);
+        out.push(match c.suggestion {
+            Some(s) => p.with_help(format!("did you mean `{s}`?")),
+            None => p.with_help(format!(
+                "the {}s a recipe can use are listed in the book's templating chapter",
+                c.kind.noun()
+            )),
+        });
+    }
+}
+
 /// Point inside a scalar at the template's own range when the scalar is written plainly.
 fn narrow(
     l: &Document,
@@ -264,6 +315,7 @@ fn narrow(
 }
 
 fn check_names(
+    t: &Templater,
     l: &Document,
     names: &[String],
     pointer: &str,
@@ -271,7 +323,6 @@ fn check_names(
     out: &mut Vec<Problem>,
 ) {
     let loc = l.spans.value_loc(pointer);
-    let t = Templater::new();
     for name in names {
         let mut parts = name.split('.');
         let root = parts.next().unwrap_or_default();

@@ -56,12 +56,30 @@ pub fn load(paths: &[PathBuf]) -> Result<LoadedRecipe, Problems> {
             spans,
             sources,
         }),
-        // The schema should have caught it; report what serde says rather than nothing.
-        Err(e) => Err(Problems {
-            sources,
-            list: vec![Problem::new("invalid-recipe", e.to_string(), None)],
-        }),
+        // The schema should have caught it; report what serde says, at the step it is about
+        // when one step alone fails, rather than nowhere.
+        Err(e) => {
+            let loc = first_untyped_step(&json).and_then(|at| spans.value_loc(&at));
+            Err(Problems {
+                sources,
+                list: vec![Problem::new("invalid-recipe", e.to_string(), loc)],
+            })
+        }
     }
+}
+
+/// The JSON pointer of the first step that does not parse as a step by itself.
+fn first_untyped_step(json: &Json) -> Option<String> {
+    executor_foundation::stage::Stage::WITH_STEPS
+        .into_iter()
+        .find_map(|stage| {
+            let steps = json.get(stage.name())?.as_array()?;
+            steps.iter().enumerate().find_map(|(i, step)| {
+                serde_json::from_value::<crate::recipe::step_spec::StepSpec>(step.clone())
+                    .is_err()
+                    .then(|| format!("/{}/{i}", stage.name()))
+            })
+        })
 }
 
 /// Read and merge the layers without validating the result.

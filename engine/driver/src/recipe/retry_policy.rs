@@ -18,12 +18,18 @@ pub struct RetryPolicy {
     pub attempts: u32,
     /// Wait before the second attempt, e.g. `2s`. Doubles after each attempt up to `max_delay`,
     /// with jitter.
-    #[serde(default = "default_delay", with = "humantime_serde")]
-    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    #[serde(
+        default = "default_delay",
+        with = "executor_foundation::durations::text"
+    )]
+    #[schemars(schema_with = "executor_foundation::durations::literal_duration")]
     pub delay: Duration,
     /// The longest wait between two attempts.
-    #[serde(default = "default_max_delay", with = "humantime_serde")]
-    #[schemars(schema_with = "executor_foundation::durations::duration")]
+    #[serde(
+        default = "default_max_delay",
+        with = "executor_foundation::durations::text"
+    )]
+    #[schemars(schema_with = "executor_foundation::durations::literal_duration")]
     pub max_delay: Duration,
     /// Error classes worth another attempt. Defaults to transient and rate-limited API errors
     /// and timeouts.

@@ -186,6 +186,7 @@ impl SchemaCheck {
 }
 
 const DURATION_FORMAT: &str = "executor-duration";
+const LITERAL_DURATION_FORMAT: &str = "executor-literal-duration";
 const TEMPLATE_FORMAT: &str = "executor-template";
 
 fn is_template(s: &str) -> bool {
@@ -194,16 +195,23 @@ fn is_template(s: &str) -> bool {
 
 /// What `DURATION_PATTERN` says, by the parser that reads durations after rendering.
 fn is_duration(s: &str) -> bool {
-    is_template(s) || humantime::parse_duration(s.trim()).is_ok()
+    is_template(s) || executor_foundation::durations::parse(s).is_ok()
 }
 
-/// The published schema's two patterns, for editors, checked here as formats instead: every
+fn is_literal_duration(s: &str) -> bool {
+    executor_foundation::durations::parse(s).is_ok()
+}
+
+/// The published schema's patterns, for editors, checked here as formats instead: every
 /// validator compiled its own copies of the regexes, a third of each stage process's start.
 fn patterns_to_formats(v: &mut Json) {
     match v {
         Json::Object(m) => {
             let format = match m.get("pattern").and_then(Json::as_str) {
                 Some(executor_foundation::durations::DURATION_PATTERN) => Some(DURATION_FORMAT),
+                Some(executor_foundation::durations::LITERAL_DURATION_PATTERN) => {
+                    Some(LITERAL_DURATION_FORMAT)
+                }
                 Some(crate::recipe::schema::TEMPLATE_PATTERN) => Some(TEMPLATE_FORMAT),
                 _ => None,
             };
@@ -222,6 +230,7 @@ fn compile(schema: &Json) -> Validator {
     jsonschema::options()
         .should_validate_formats(true)
         .with_format(DURATION_FORMAT, is_duration)
+        .with_format(LITERAL_DURATION_FORMAT, is_literal_duration)
         .with_format(TEMPLATE_FORMAT, is_template)
         .build(schema)
         .expect("the recipe schema compiles")
@@ -364,6 +373,12 @@ fn to_problems(
                 .into_iter()
                 .flatten()
                 .flat_map(|c| to_problems(c, prefix, spans, schema))
+                .map(|p| match p.code {
+                    "invalid-type" => p.with_help(
+                        "a value that is computed can be a template, e.g. \"{{ vars.size }}\"",
+                    ),
+                    _ => p,
+                })
                 .collect();
             if inner.is_empty() {
                 vec![Problem::new(
@@ -411,18 +426,52 @@ fn to_problems(
                 },
             ]
         }
-        ValidationErrorKind::Type { .. } => vec![
-            Problem::new("invalid-type", e.to_string(), spans.value_loc(&path))
-                .with_help("a value that is computed can be a template, e.g. \"{{ vars.size }}\""),
-        ],
-        ValidationErrorKind::Format { format } if format == DURATION_FORMAT => {
+        ValidationErrorKind::Type { .. } => {
+            let field = field_name(&path);
+            let loc = spans.value_loc(&path);
+            let formats = formats_at(schema, e.instance_path().as_str());
+            if formats.iter().any(|f| f.contains("duration")) {
+                let why = match e.instance().as_ref() {
+                    Json::Number(_) => ": a number has no unit",
+                    _ => "",
+                };
+                return vec![
+                    Problem::new(
+                        "bad-duration",
+                        format!("{} is not a duration{why}", e.instance()),
+                        loc,
+                    )
+                    .with_help(executor_foundation::durations::DURATION_HELP),
+                ];
+            }
+            // Only the typed branch of a templatable field gets here through `AnyOf`, which
+            // adds the template hint; a field that is read before rendering has no such branch.
+            match e.instance().as_str() {
+                Some(text) if is_template(text) => vec![literal_only(&field, loc)],
+                _ => vec![Problem::new("invalid-type", e.to_string(), loc)],
+            }
+        }
+        ValidationErrorKind::Format { format }
+            if format == LITERAL_DURATION_FORMAT
+                && e.instance().as_str().is_some_and(is_template) =>
+        {
+            vec![literal_only(&field_name(&path), spans.value_loc(&path))]
+        }
+        ValidationErrorKind::Format { format }
+            if format == DURATION_FORMAT || format == LITERAL_DURATION_FORMAT =>
+        {
+            let text = e.instance().as_str().unwrap_or_default();
+            let why = match executor_foundation::durations::parse(text) {
+                Err(why) => format!(": {why}"),
+                Ok(_) => String::new(),
+            };
             vec![
                 Problem::new(
                     "bad-duration",
-                    format!("{} is not a duration", e.instance()),
+                    format!("{} is not a duration{why}", e.instance()),
                     spans.value_loc(&path),
                 )
-                .with_help("write durations like `90s`, `10m` or `1h 30m`"),
+                .with_help(executor_foundation::durations::DURATION_HELP),
             ]
         }
         _ => vec![Problem::new(
@@ -431,6 +480,51 @@ fn to_problems(
             spans.value_loc(&path),
         )],
     }
+}
+
+/// The last segment of a JSON pointer, `timeout` for `/prepare/0/timeout`.
+fn field_name(path: &str) -> String {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    last.replace("~1", "/").replace("~0", "~")
+}
+
+/// A template in a field the interpreter reads before it renders anything.
+fn literal_only(field: &str, loc: Option<crate::recipe::source_file::Loc>) -> Problem {
+    Problem::new(
+        "template-not-allowed",
+        format!("`{field}` cannot be a template"),
+        loc,
+    )
+    .with_help(
+        "this field is read when the recipe is loaded, before anything is rendered; \
+         write a fixed value (a duration such as `600s` or `10m`, a number, a list)",
+    )
+}
+
+/// The `format`s the schema gives the value at instance pointer `path`, through `$ref`s and
+/// `anyOf`s.
+fn formats_at(root: &Json, path: &str) -> Vec<String> {
+    let mut nodes = vec![root];
+    for raw in path.split('/').skip(1) {
+        let seg = raw.replace("~1", "/").replace("~0", "~");
+        let indexed = seg.parse::<usize>().is_ok();
+        nodes = nodes
+            .into_iter()
+            .flat_map(|n| branches(root, n))
+            .filter_map(|b| {
+                b["properties"].get(&seg).or_else(|| {
+                    b.get("items")
+                        .filter(|_| indexed)
+                        .or_else(|| b.get("additionalProperties").filter(|a| a.is_object()))
+                })
+            })
+            .collect();
+    }
+    nodes
+        .into_iter()
+        .flat_map(|n| branches(root, n))
+        .filter_map(|b| b["format"].as_str().map(String::from))
+        .collect()
 }
 
 #[cfg(test)]
@@ -450,8 +544,45 @@ mod tests {
         ] {
             assert!(is_duration(ok), "{ok}");
         }
-        for bad in ["", "10", "ten minutes", "5 parsecs", "-1s"] {
+        for bad in ["", "10", "ten minutes", "5 parsecs", "-1s", "2M", "1.5h"] {
             assert!(!is_duration(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_published_pattern_agrees_with_the_parser() {
+        let pattern = jsonschema::validator_for(&serde_json::json!({
+            "type": "string",
+            "pattern": executor_foundation::durations::DURATION_PATTERN,
+        }))
+        .unwrap();
+        for text in [
+            "90s",
+            " 10m ",
+            "1h 30m",
+            "1h30m",
+            "250ms",
+            "2 minutes",
+            "1d",
+            "2M",
+            "600",
+            "",
+            "1.5h",
+            "3y",
+            "5 parsecs",
+            "-1s",
+            "10 M",
+            "1w",
+            "1hr 2mins",
+            "10mo",
+            "2h 2H",
+        ] {
+            let by_parser = executor_foundation::durations::parse(text).is_ok();
+            assert_eq!(
+                pattern.is_valid(&serde_json::json!(text)),
+                by_parser,
+                "{text:?}"
+            );
         }
     }
 

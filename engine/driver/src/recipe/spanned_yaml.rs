@@ -59,29 +59,61 @@ impl SpanMap {
     }
 }
 
-/// saphyr counts characters; miette wants bytes.
-struct Offsets<'a> {
-    text: &'a str,
-    ascii: bool,
+/// saphyr counts characters; miette wants bytes. The byte offset of every character is
+/// computed once: walking the text for each node made loading quadratic on non-ASCII text.
+struct Offsets {
+    /// Empty for ASCII text, where characters are bytes.
+    bytes: Vec<usize>,
+    len: usize,
 }
 
-impl Offsets<'_> {
-    fn byte(&self, char_index: usize) -> usize {
-        if self.ascii {
-            return char_index.min(self.text.len());
+impl Offsets {
+    fn new(text: &str) -> Self {
+        let bytes = if text.is_ascii() {
+            vec![]
+        } else {
+            text.char_indices().map(|(b, _)| b).collect()
+        };
+        Offsets {
+            bytes,
+            len: text.len(),
         }
-        self.text
-            .char_indices()
-            .nth(char_index)
-            .map_or(self.text.len(), |(b, _)| b)
+    }
+
+    fn byte(&self, char_index: usize) -> usize {
+        if self.bytes.is_empty() {
+            return char_index.min(self.len);
+        }
+        self.bytes.get(char_index).copied().unwrap_or(self.len)
     }
 }
 
+/// saphyr's reason, in the author's terms where its own words are obscure.
+fn syntax_message(info: &str, text: &str, at: usize) -> String {
+    if info.contains("duplicate") {
+        let rest = &text[at.min(text.len())..];
+        let key = rest
+            .split(['\n', ':'])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_matches(['"', '\'']);
+        if !key.is_empty() {
+            return format!("YAML syntax error: the key `{key}` appears twice in this mapping");
+        }
+    }
+    if info.contains("mapping values are not allowed") {
+        return format!(
+            "YAML syntax error: {info}; the indentation is probably wrong (a key indented \
+             deeper than its siblings, or a `key: value` after a plain value on the line above), \
+             or a value holding `: ` needs quotes"
+        );
+    }
+    format!("YAML syntax error: {info}")
+}
+
 pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
-    let offsets = Offsets {
-        text,
-        ascii: text.is_ascii(),
-    };
+    let offsets = Offsets::new(text);
     let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
         let at = offsets.byte(e.marker().index());
         YamlError {
@@ -90,7 +122,7 @@ pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
                 start: at,
                 end: at,
             },
-            message: format!("YAML syntax error: {}", e.info()),
+            message: syntax_message(e.info(), text, at),
         }
     })?;
     let whole = Loc {
@@ -250,12 +282,22 @@ mod tests {
     fn syntax_errors_and_duplicate_keys_are_reported_with_a_location() {
         let e = parse(0, "a: [1, 2\nb: 3\n").unwrap_err();
         assert!(e.message.contains("YAML syntax error"), "{}", e.message);
-        let e = parse(0, "a: 1\na: 2\n").unwrap_err();
-        assert!(
-            e.message.to_lowercase().contains("duplicate"),
-            "{}",
-            e.message
+        let e = parse(0, "a: 1\nabc: 2\nabc: 3\n").unwrap_err();
+        assert!(e.message.contains("`abc` appears twice"), "{}", e.message);
+        let e = parse(0, "a:\n  b: 1\n   c: 2\n").unwrap_err();
+        assert!(e.message.contains("indentation"), "{}", e.message);
+    }
+
+    #[test]
+    fn non_ascii_offsets_are_indexed_once() {
+        let o = Offsets::new("aé😀b");
+        assert_eq!(
+            [o.byte(0), o.byte(1), o.byte(2), o.byte(3), o.byte(4)],
+            [0, 1, 3, 7, 8]
         );
+        assert_eq!(o.byte(99), 8);
+        let ascii = Offsets::new("abc");
+        assert_eq!((ascii.byte(2), ascii.byte(9)), (2, 3));
     }
 
     #[test]

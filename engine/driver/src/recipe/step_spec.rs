@@ -50,10 +50,10 @@ pub struct StepCommon {
     /// Give up on an attempt after this long, e.g. `10m`.
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "executor_foundation::durations::optional_text",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "executor_foundation::durations::optional_duration")]
+    #[schemars(schema_with = "executor_foundation::durations::optional_literal_duration")]
     pub timeout: Option<Duration>,
     /// What a failure of this step means: `system` (default), `build` or `ignore`.
     #[serde(default, skip_serializing_if = "is_default")]

@@ -24,11 +24,17 @@ pub struct ConsoleLog {
     #[serde(default)]
     pub wait_for: Option<String>,
     /// How long to wait for `wait_for`.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_timeout",
+        with = "executor_foundation::durations::text"
+    )]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub wait_timeout: Duration,
     /// Pause between fetches while waiting.
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[serde(
+        default = "default_interval",
+        with = "executor_foundation::durations::text"
+    )]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub interval: Duration,
     /// How many last lines to put in the `tail` output.

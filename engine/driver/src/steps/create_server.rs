@@ -98,7 +98,7 @@ pub struct CreateServer {
     /// once. The pool daemon never waits: a warm VM must not take quota a job is waiting for.
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "executor_foundation::durations::optional_text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "executor_foundation::durations::optional_duration")]

@@ -40,7 +40,10 @@ pub struct DeleteServer {
     #[serde(default)]
     pub keypair: Option<String>,
     /// Upper bound for the server to disappear.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_timeout",
+        with = "executor_foundation::durations::text"
+    )]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub wait_timeout: Duration,
 }

@@ -11,7 +11,7 @@ use crate::steps::context::{Outputs, StepContext};
 #[serde(deny_unknown_fields)]
 pub struct Sleep {
     /// How long, e.g. `5s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "executor_foundation::durations::text")]
     #[schemars(schema_with = "executor_foundation::durations::duration")]
     pub duration: Duration,
 }

@@ -73,7 +73,7 @@ pub struct SshConnectionArgs {
     /// Limit for TCP connect, handshake and authentication, each (default 20s).
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "executor_foundation::durations::optional_text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "executor_foundation::durations::optional_duration")]
@@ -81,7 +81,7 @@ pub struct SshConnectionArgs {
     /// Keepalive interval for long silent scripts (default 15s).
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "executor_foundation::durations::optional_text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "executor_foundation::durations::optional_duration")]

@@ -24,7 +24,7 @@ pub struct SshProbe {
     /// Give up after this long (default `5m`).
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "executor_foundation::durations::optional_text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "executor_foundation::durations::optional_duration")]
@@ -33,7 +33,7 @@ pub struct SshProbe {
     /// (default `60s`).
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "executor_foundation::durations::optional_text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "executor_foundation::durations::optional_duration")]
@@ -45,7 +45,7 @@ pub struct SshProbe {
     /// Limit for the readiness command (default `10m`).
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "executor_foundation::durations::optional_text",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(schema_with = "executor_foundation::durations::optional_duration")]

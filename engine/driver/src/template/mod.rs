@@ -4,11 +4,22 @@
 //! A string that is exactly one `{{ expression }}` keeps the expression's type (number, list,
 //! map); any other string containing template syntax renders to text.
 
+pub mod calls;
 pub mod context;
 
 use base64::Engine as _;
 use minijinja::{Environment, Error as JinjaError, ErrorKind, UndefinedBehavior, Value};
 use serde_json::Value as Json;
+
+/// The filters this crate adds to minijinja's, for lint's suggestions; a unit test holds the
+/// list to what `Templater::new` registers.
+pub const OWN_FILTERS: &[&str] = &[
+    "shell_quote",
+    "b64encode",
+    "b64decode",
+    "required",
+    "key_id",
+];
 
 /// The compiled templating environment. Cheap to share; build once per process.
 pub struct Templater {
