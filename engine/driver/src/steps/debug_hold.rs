@@ -77,7 +77,7 @@ pub fn after_failed_run(
     log.warn(&format!(
         "debug hold: this job failed in {sub_stage}; its server {name} ({server_id}) is kept for \
          {} after the job instead of deleted ({HOLD_ENV} on the runner host)",
-        humantime::format_duration(duration)
+        executor_foundation::durations::format(duration)
     ));
     log.info(&access_line(state, ssh, key.as_deref()));
     log.info(&release_line(&server_id));
@@ -124,12 +124,12 @@ pub fn hold_duration(value: Option<&str>) -> Result<Option<Duration>, String> {
     let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    let d = humantime::parse_duration(text)
+    let d = executor_foundation::durations::parse(text)
         .map_err(|e| format!("{HOLD_ENV}={text} is not a duration such as `2h`: {e}"))?;
     if d > MAX_HOLD {
         return Err(format!(
             "{HOLD_ENV}={text} is longer than the longest hold, {}",
-            humantime::format_duration(MAX_HOLD)
+            executor_foundation::durations::format(MAX_HOLD)
         ));
     }
     Ok((!d.is_zero()).then_some(d))
