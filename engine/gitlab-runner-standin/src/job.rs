@@ -360,13 +360,13 @@ impl JobSpec {
         }
         let timeout = match self.timeout {
             None => None,
-            Some(t) => Some(executor_foundation::durations::parse(&t).map_err(|e| {
-                JobFileError::Timeout {
+            Some(t) => Some(
+                humantime::parse_duration(&t).map_err(|e| JobFileError::Timeout {
                     job: name.clone(),
                     value: t.clone(),
                     reason: e.to_string(),
-                }
-            })?),
+                })?,
+            ),
         };
         let mut variables: Vec<JobVariable> = Vec::new();
         // Global variables first, so a job-level value of the same name comes later and wins.

@@ -30,10 +30,10 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub jobs: u32,
     /// Time a new server spends in BUILD before ACTIVE.
-    #[arg(long, default_value = "2s", value_parser = executor_foundation::durations::parse)]
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub boot_delay: Duration,
     /// Time between ACTIVE and the server's sshd accepting connections.
-    #[arg(long, default_value = "1s", value_parser = executor_foundation::durations::parse)]
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub ssh_delay: Duration,
     /// Nova's instance quota of the simulated project (Nova's default is 10): creates beyond
     /// it are refused with Nova's 403, as on a shared project whose quota runs out.
@@ -46,29 +46,29 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 0)]
     pub api_429: u32,
     /// Fault: every API request is delayed this long.
-    #[arg(long, value_parser = executor_foundation::durations::parse)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub slow_api: Option<Duration>,
     /// Fault: this share (0.0 to 1.0) of new servers goes to ERROR instead of ACTIVE.
     #[arg(long, default_value_t = 0.0)]
     pub error_boots: f64,
     /// Fault: every issued token becomes invalid after this long.
-    #[arg(long, value_parser = executor_foundation::durations::parse)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub expire_tokens_after: Option<Duration>,
     /// Job timeout when the job file sets none.
-    #[arg(long, default_value = "1h", value_parser = executor_foundation::durations::parse)]
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     /// `graceful_kill_timeout` of the runner (gitlab-runner's default is 10m).
-    #[arg(long, default_value = "10m", value_parser = executor_foundation::durations::parse)]
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub graceful_kill_timeout: Duration,
     /// Pause between prepare attempts (gitlab-runner's is 3s).
-    #[arg(long, default_value = "3s", value_parser = executor_foundation::durations::parse)]
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub retry_interval: Duration,
     /// Cancel every job once the driver is invoked for this stage (e.g. `build_script`), as a
     /// user pressing Cancel in GitLab: after_script and the `_on_failure` stages still run.
     #[arg(long, value_name = "STAGE")]
     pub cancel_during: Option<String>,
     /// How long after that stage started to cancel.
-    #[arg(long, default_value = "1s", value_parser = executor_foundation::durations::parse)]
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub cancel_delay: Duration,
     /// With --cancel-during: a force cancel (abort) instead; only cleanup follows.
     #[arg(long, requires = "cancel_during")]
@@ -202,7 +202,7 @@ async fn simulate(
         // A site tunes this to its cloud's usual boot time; the simulator knows it exactly.
         (
             "EXPECTED_BOOT_TIME".into(),
-            executor_foundation::durations::format(args.boot_delay),
+            humantime::format_duration(args.boot_delay).to_string(),
         ),
     ];
     let pool = match args.pool {

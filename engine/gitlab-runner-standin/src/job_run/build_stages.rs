@@ -254,6 +254,6 @@ fn attempts_from(vars: &[JobVariable], key: &str) -> u32 {
 /// `RUNNER_AFTER_SCRIPT_TIMEOUT`, a Go duration such as `30s` or `5m`.
 fn after_script_timeout(vars: &[JobVariable]) -> Option<Duration> {
     lookup(vars, "RUNNER_AFTER_SCRIPT_TIMEOUT")
-        .and_then(|v| executor_foundation::durations::parse(v).ok())
+        .and_then(|v| humantime::parse_duration(v.trim()).ok())
         .filter(|d| !d.is_zero())
 }
