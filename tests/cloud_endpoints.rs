@@ -3,14 +3,7 @@
 //! one every request came in on. The real binary runs a `keypair` step with the choice made in
 //! clouds.yaml, in `OS_*` variables or in the recipe's `cloud:` block (issue 15).
 
-use std::time::Duration;
-
 use executor_simulator::{CLOUD_NAME, SimCloud, SimOptions, SshMode};
-
-use crate::stage_run::StageRun;
-
-const KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e test";
 
 /// Where the credentials come from.
 enum Login {
@@ -33,24 +26,7 @@ async fn prepare(
 ) -> (bool, String, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
-    std::fs::write(
-        d.join("response.json"),
-        format!(r#"{{"id": {job}, "job_info": {{"project_id": 7}}}}"#),
-    )
-    .unwrap();
-    let recipe = d.join("recipe.yaml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "version: 1\ncloud:\n  owner: endpoints\n{cloud_lines}prepare:\n  - id: key\n    kind: keypair\n    public_key: \"{KEY}\"\n"
-        ),
-    )
-    .unwrap();
-    let mut run = StageRun::new(&d, ["prepare"])
-        .recipe(&recipe)
-        .env("XDG_CACHE_HOME", d.join("cache-home"))
-        .job_var("CI_JOB_ID", job)
-        .timeout(Duration::from_secs(60));
+    let mut run = crate::cloud_support::keypair_prepare(&d, job, "endpoints", cloud_lines);
     match login {
         Login::CloudsYaml => {
             let clouds = sim.write_clouds_yaml(&d).unwrap();

@@ -4,14 +4,8 @@
 //! with `verify: false`, saying so in the job log (issue 15).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use executor_simulator::{CLOUD_NAME, SimCloud, SimOptions, SshMode};
-
-use crate::stage_run::StageRun;
-
-const KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e test";
 
 /// How the driver learns about the cloud, and what it is told about its certificate.
 enum Trust {
@@ -32,29 +26,12 @@ struct Outcome {
 async fn prepare(sim: &SimCloud, job: &str, trust: Trust, cloud_lines: &str) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
-    std::fs::write(
-        d.join("response.json"),
-        format!(r#"{{"id": {job}, "job_info": {{"project_id": 7}}}}"#),
-    )
-    .unwrap();
     let ca = sim
         .write_ca(&d)
         .unwrap()
         .expect("the simulator serves HTTPS");
     let cloud_lines = cloud_lines.replace("CA_PATH", &ca.display().to_string());
-    let recipe = d.join("recipe.yaml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "version: 1\ncloud:\n  owner: tls\n{cloud_lines}prepare:\n  - id: key\n    kind: keypair\n    public_key: \"{KEY}\"\n"
-        ),
-    )
-    .unwrap();
-    let mut run = StageRun::new(&d, ["prepare"])
-        .recipe(&recipe)
-        .env("XDG_CACHE_HOME", d.join("cache-home"))
-        .job_var("CI_JOB_ID", job)
-        .timeout(Duration::from_secs(60));
+    let mut run = crate::cloud_support::keypair_prepare(&d, job, "tls", &cloud_lines);
     match trust {
         Trust::CloudsYaml { cacert, verify } => {
             let clouds = clouds_yaml(sim, &d, cacert.then_some(&ca), verify);
