@@ -40,6 +40,7 @@ mod e2e_jobs;
 mod e2e_recipes;
 mod engine_semantics;
 mod engine_stages;
+mod hostile_recipes;
 mod lint_snapshots;
 mod pool;
 mod pool_daemon;

@@ -3,10 +3,20 @@
 use std::sync::Arc;
 
 use miette::{
-    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan,
+    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError,
+    MietteSpanContents, NamedSource, SourceCode, SourceSpan, SpanContents,
 };
 
 use crate::recipe::problem::{Problem, Problems};
+use crate::recipe::source_file::{Loc, Sources};
+
+/// A line longer than this (in bytes) is quoted as a window around the problem. miette pads
+/// the underline with `format!` widths, which stop at 65535 and panic beyond; nobody reads a
+/// quoted line of thousands of characters anyway.
+const LONG_LINE: usize = 240;
+/// Characters of a long line quoted before and after the start of the problem.
+const WINDOW_BEFORE: usize = 60;
+const WINDOW_AFTER: usize = 100;
 
 /// One problem as a miette diagnostic, quoting its file.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +25,56 @@ pub struct ProblemReport {
     message: String,
     code: &'static str,
     help: Option<String>,
-    file: Option<Arc<NamedSource<Arc<str>>>>,
+    file: Option<Quoted>,
     span: Option<SourceSpan>,
+}
+
+/// What a report quotes: the whole file, or one window of a long line.
+#[derive(Debug)]
+enum Quoted {
+    File(Arc<NamedSource<Arc<str>>>),
+    Excerpt(Excerpt),
+}
+
+/// A window of one long line, which answers with the line and column it has in the file, so
+/// that the report's `file:line:col` stays the file's.
+#[derive(Debug)]
+struct Excerpt {
+    name: String,
+    text: String,
+    /// 0-based line of the window in the file.
+    line: usize,
+    /// 0-based column, in characters, of the problem in the file.
+    column: usize,
+}
+
+impl SourceCode for Excerpt {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let inner =
+            self.text
+                .as_str()
+                .read_span(span, context_lines_before, context_lines_after)?;
+        // miette reads the label's own position with no context lines; with context it only
+        // wants the first line's number.
+        let column = if context_lines_before == 0 {
+            self.column
+        } else {
+            0
+        };
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            *inner.span(),
+            self.line + inner.line(),
+            column,
+            inner.line_count(),
+        )))
+    }
 }
 
 impl Diagnostic for ProblemReport {
@@ -29,7 +87,10 @@ impl Diagnostic for ProblemReport {
             .map(|h| Box::new(h.clone()) as Box<dyn std::fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.file.as_deref().map(|s| s as &dyn miette::SourceCode)
+        match self.file.as_ref()? {
+            Quoted::File(f) => Some(&**f as &dyn SourceCode),
+            Quoted::Excerpt(e) => Some(e as &dyn SourceCode),
+        }
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         self.span.map(|s| {
@@ -51,16 +112,78 @@ pub fn reports(problems: &Problems) -> Vec<ProblemReport> {
     problems
         .list
         .iter()
-        .map(|p: &Problem| ProblemReport {
-            message: p.message.clone(),
-            code: p.code,
-            help: p.help.clone(),
-            file: p.loc.map(|l| named[l.file].clone()),
-            span: p
-                .loc
-                .map(|l| SourceSpan::new(l.start.into(), l.end.saturating_sub(l.start))),
+        .map(|p: &Problem| {
+            let (file, span) = match p.loc {
+                Some(l) => match excerpt(&problems.sources, l) {
+                    Some((e, span)) => (Some(Quoted::Excerpt(e)), Some(span)),
+                    None => (
+                        Some(Quoted::File(named[l.file].clone())),
+                        Some(SourceSpan::new(
+                            l.start.into(),
+                            l.end.saturating_sub(l.start),
+                        )),
+                    ),
+                },
+                None => (None, None),
+            };
+            ProblemReport {
+                message: p.message.clone(),
+                code: p.code,
+                help: p.help.clone(),
+                file,
+                span,
+            }
         })
         .collect()
+}
+
+/// The window of the problem's first line, when that line or one miette would quote beside
+/// it is long; `None` when the file can be quoted as it is.
+fn excerpt(sources: &Sources, loc: Loc) -> Option<(Excerpt, SourceSpan)> {
+    let file = sources.get(loc.file);
+    let text: &str = &file.text;
+    let start = floor_char_boundary(text, loc.start);
+    let end = floor_char_boundary(text, loc.end.max(start));
+    // The quoted region: a line of context either side of the span's lines.
+    let line_start = |at: usize| text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = |at: usize| text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let first = line_start(line_start(start).saturating_sub(1));
+    let last = line_end((line_end(end) + 1).min(text.len()));
+    if !text[first..last].split('\n').any(|l| l.len() > LONG_LINE) {
+        return None;
+    }
+    let (from, to) = (line_start(start), line_end(start));
+    let line = &text[from..to];
+    let column = text[from..start].chars().count();
+    let skip = column.saturating_sub(WINDOW_BEFORE);
+    let window_from = line.char_indices().nth(skip).map_or(line.len(), |(i, _)| i);
+    let window_to = line
+        .char_indices()
+        .nth(column + WINDOW_AFTER)
+        .map_or(line.len(), |(i, _)| i);
+    let lead = if window_from > 0 { "…" } else { "" };
+    let tail = if window_to < line.len() { "…" } else { "" };
+    let quoted = format!("{lead}{}{tail}", &line[window_from..window_to]);
+    let span_start = lead.len() + (start - from - window_from);
+    let span_end = lead.len() + (end.min(from + window_to).max(start) - from - window_from);
+    let (line_number, _) = sources.line_col(loc);
+    Some((
+        Excerpt {
+            name: file.name.clone(),
+            text: quoted,
+            line: line_number - 1,
+            column,
+        },
+        SourceSpan::new(span_start.into(), span_end - span_start),
+    ))
+}
+
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// Whether to colour: on in CI logs (GitLab renders ANSI) unless NO_COLOR says otherwise, and
