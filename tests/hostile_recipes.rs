@@ -69,3 +69,37 @@ fn a_problem_past_column_65535_is_reported_not_a_panic() {
     assert_eq!(out.status.code(), Some(SYSTEM_FAILURE), "prepare: {err}");
     assert!(err.contains("bogus"), "{err}");
 }
+
+#[path = "bench/big_recipe.rs"]
+mod big_recipe;
+
+/// Characters walked by span mapping while `text` is loaded, on this thread.
+fn walked_loading(dir: &Path, name: &str, text: &str) -> u64 {
+    let path = write(dir, name, text);
+    let before = executor_driver::recipe::spanned_yaml::chars_walked();
+    let loaded = executor_driver::recipe::loader::load(&[path]);
+    assert!(loaded.is_ok(), "{}", loaded.err().unwrap().plain());
+    executor_driver::recipe::spanned_yaml::chars_walked() - before
+}
+
+/// Issue 14, item 8: mapping saphyr's character positions to bytes walked the text once per
+/// node, so a 600 KB non-ASCII recipe took seconds to load in every stage. The work is counted,
+/// not timed: a busy CI machine cannot make this test flaky.
+#[test]
+fn loading_a_non_ascii_recipe_walks_its_text_a_bounded_number_of_times() {
+    let d = tempfile::tempdir().unwrap();
+    let small = big_recipe::big_recipe(60_000, true);
+    let large = big_recipe::big_recipe(600_000, true);
+    let chars = |t: &str| t.chars().count() as u64;
+    let w_small = walked_loading(d.path(), "small.yaml", &small);
+    let w_large = walked_loading(d.path(), "large.yaml", &large);
+    // Each file's text is indexed once, whatever its number of nodes.
+    assert!(w_small <= 2 * chars(&small), "{w_small} walked for {}", chars(&small));
+    assert!(w_large <= 2 * chars(&large), "{w_large} walked for {}", chars(&large));
+    // Ten times the text, about ten times the work; quadratic work would be a hundred.
+    let ratio = w_large as f64 / w_small as f64;
+    assert!(ratio < 15.0, "600 KB walked {ratio:.1}× what 60 KB did");
+    // ASCII text needs no index at all.
+    let ascii = big_recipe::big_recipe(60_000, false);
+    assert_eq!(walked_loading(d.path(), "ascii.yaml", &ascii), 0);
+}

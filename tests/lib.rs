@@ -43,6 +43,7 @@ mod engine_stages;
 mod hostile_recipes;
 mod lint_snapshots;
 mod pool;
+mod recipe_fuzz;
 mod pool_daemon;
 mod pool_realcloud;
 mod render_snapshots;
