@@ -94,12 +94,73 @@ fn loading_a_non_ascii_recipe_walks_its_text_a_bounded_number_of_times() {
     let w_small = walked_loading(d.path(), "small.yaml", &small);
     let w_large = walked_loading(d.path(), "large.yaml", &large);
     // Each file's text is indexed once, whatever its number of nodes.
-    assert!(w_small <= 2 * chars(&small), "{w_small} walked for {}", chars(&small));
-    assert!(w_large <= 2 * chars(&large), "{w_large} walked for {}", chars(&large));
+    assert!(
+        w_small <= 2 * chars(&small),
+        "{w_small} walked for {}",
+        chars(&small)
+    );
+    assert!(
+        w_large <= 2 * chars(&large),
+        "{w_large} walked for {}",
+        chars(&large)
+    );
     // Ten times the text, about ten times the work; quadratic work would be a hundred.
     let ratio = w_large as f64 / w_small as f64;
     assert!(ratio < 15.0, "600 KB walked {ratio:.1}× what 60 KB did");
     // ASCII text needs no index at all.
     let ascii = big_recipe::big_recipe(60_000, false);
     assert_eq!(walked_loading(d.path(), "ascii.yaml", &ascii), 0);
+}
+
+/// Found by `recipe_fuzz`: saphyr's loader recurses once per level of block nesting, which it
+/// does not bound, so a line of `: : : ...` overflowed the stack (an abort, exit 134) in lint
+/// and in every stage, release builds included.
+#[test]
+fn nesting_past_the_limit_is_a_problem_not_a_stack_overflow() {
+    let d = tempfile::tempdir().unwrap();
+    let text = format!("version: 1\nvars:\n  a: 1\n{}\n", ": ".repeat(20_000));
+    let recipe = write(d.path(), "deep.yaml", &text);
+    let out = std::process::Command::new(crate::stage_run::executor())
+        .current_dir(d.path())
+        .env("NO_COLOR", "1")
+        .args(["lint", "deep.yaml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("nested more than 64 levels") && text.contains("deep.yaml:4:129"),
+        "{text}"
+    );
+    let out = StageRun::new(d.path(), ["config"])
+        .recipe(&recipe)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(SYSTEM_FAILURE), "{err}");
+    assert!(err.contains("nested more than 64 levels"), "{err}");
+}
+
+/// Found by `recipe_fuzz`: minijinja reports a syntax error past column 65535 of a template
+/// line by adding one to a column that saturated there, which a debug build (the tests') turns
+/// into a panic.
+#[test]
+fn a_template_error_past_column_65535_is_reported_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let text = format!(
+        "version: 1\nvars:\n  a: \"{{{{ 1{} + }}}}\"\n",
+        " ".repeat(70_000)
+    );
+    write(d.path(), "t.yaml", &text);
+    let out = std::process::Command::new(crate::stage_run::executor())
+        .current_dir(d.path())
+        .env("NO_COLOR", "1")
+        .args(["lint", "t.yaml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}{err}");
+    assert!(text.contains("template syntax error"), "{text}");
+    assert!(text.contains("t.yaml:3:"), "{text}");
 }

@@ -5,7 +5,8 @@
 //! process, each under `catch_unwind`: a panic is a failure that keeps its input in
 //! `target/fuzz-failures/`.
 //!
-//! `EXECUTOR_FUZZ_CASES=N` and `EXECUTOR_FUZZ_SEED=S` run more cases, or others.
+//! `EXECUTOR_FUZZ_CASES=N` and `EXECUTOR_FUZZ_SEED=S` run more cases, or others;
+//! `EXECUTOR_FUZZ_FILE=path` runs one kept input through lint and every render instead.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,11 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -40,15 +45,84 @@ impl Rng {
 /// Pieces that mean something to YAML, to minijinja or to the recipe, and bytes that mean
 /// trouble to text handling.
 const TOKENS: &[&str] = &[
-    "{{", "}}", "{%", "%}", "{#", "#}", ": ", "- ", "\n", "\r\n", "\r", "\t", "  ", "&a ", "*a",
-    "<<: ", "!!binary ", "!!str ", "? ", "|\n", ">-\n", "\"", "'", "[", "]", "{", "}", ",", "#",
-    "---\n", "...\n", "%YAML 1.2\n", "é", "😀", "\u{feff}", "\u{202e}", "e\u{301}", "\0", "\u{1b}",
-    "job.X", "job.FLAVOR", "vars.", "steps.", "state.", "trusted.id", "env.HOME", "| shell_quote",
-    "| int", "| default('')", "job_override(", "range(", "extends: ", "extends: base.yaml\n",
-    "extends: /dev/zero\n", "extends: .\n", "kind: ", "id: ", "when: ", "retry: ", "timeout: ",
-    "99999999999999999999", "-1", "1e9999", ".nan", "0x", "~", "null", "true", "version: 1\n",
-    "version: 2\n", "prepare:\n", "patch:\n", "insert:\n", "remove: [", "create_server",
-    "ssh_command", "command: ", "user_data: ",
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    "{#",
+    "#}",
+    ": ",
+    "- ",
+    "\n",
+    "\r\n",
+    "\r",
+    "\t",
+    "  ",
+    "&a ",
+    "*a",
+    "<<: ",
+    "!!binary ",
+    "!!str ",
+    "? ",
+    "|\n",
+    ">-\n",
+    "\"",
+    "'",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "#",
+    "---\n",
+    "...\n",
+    "%YAML 1.2\n",
+    "é",
+    "😀",
+    "\u{feff}",
+    "\u{202e}",
+    "e\u{301}",
+    "\0",
+    "\u{1b}",
+    "job.X",
+    "job.FLAVOR",
+    "vars.",
+    "steps.",
+    "state.",
+    "trusted.id",
+    "env.HOME",
+    "| shell_quote",
+    "| int",
+    "| default('')",
+    "job_override(",
+    "range(",
+    "extends: ",
+    "extends: base.yaml\n",
+    "extends: /dev/zero\n",
+    "extends: .\n",
+    "kind: ",
+    "id: ",
+    "when: ",
+    "retry: ",
+    "timeout: ",
+    "99999999999999999999",
+    "-1",
+    "1e9999",
+    ".nan",
+    "0x",
+    "~",
+    "null",
+    "true",
+    "version: 1\n",
+    "version: 2\n",
+    "prepare:\n",
+    "patch:\n",
+    "insert:\n",
+    "remove: [",
+    "create_server",
+    "ssh_command",
+    "command: ",
+    "user_data: ",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8], others: &[Vec<u8>]) -> Vec<u8> {
@@ -90,7 +164,10 @@ fn mutate(rng: &mut Rng, seed: &[u8], others: &[Vec<u8>]) -> Vec<u8> {
             }
             7 => b.truncate(at),
             _ => {
-                let line_start = b[..at].iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+                let line_start = b[..at]
+                    .iter()
+                    .rposition(|&c| c == b'\n')
+                    .map_or(0, |i| i + 1);
                 let indent = *rng.pick(&[b"  ".as_slice(), b"\t", b"    ", b""]);
                 b.splice(line_start..line_start, indent.iter().copied());
             }
@@ -181,9 +258,25 @@ fn lint_and_render_never_panic_on_mutated_recipes() {
         ),
     )
     .unwrap();
+    let stages = [
+        None,
+        Some("config"),
+        Some("prepare"),
+        Some("run"),
+        Some("cleanup"),
+    ];
+    if let Some(file) = std::env::var_os("EXECUTOR_FUZZ_FILE") {
+        let recipe = d.path().join("case.yaml");
+        std::fs::copy(&file, &recipe).unwrap();
+        for stage in stages {
+            if let Err(what) = exercise(d.path(), &recipe, &env_file, stage) {
+                panic!("{what} panicked on {file:?}");
+            }
+        }
+        return;
+    }
     let seeds = seeds();
     let bodies: Vec<Vec<u8>> = seeds.iter().map(|(_, b)| b.clone()).collect();
-    let stages = [None, Some("config"), Some("prepare"), Some("run"), Some("cleanup")];
     let mut rng = Rng(seed);
     let mut failures = vec![];
     // Every seed once as it is, then mutants.

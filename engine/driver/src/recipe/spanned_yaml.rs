@@ -124,8 +124,51 @@ fn syntax_message(info: &str, text: &str, at: usize) -> String {
     format!("YAML syntax error: {info}")
 }
 
+/// Nesting deeper than any recipe needs. saphyr bounds flow nesting (`[[[`) but not block
+/// nesting: its loader recurses once per level, and `: : : ...` a few thousand times over
+/// overflowed the stack (an abort, in every stage) before this limit.
+pub const MAX_DEPTH: usize = 64;
+
+/// The character index where the text nests deeper than [`MAX_DEPTH`], found with saphyr's
+/// event parser, which keeps its state on the heap. A syntax error ends the look: loading reports
+/// it.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for event in saphyr_parser::Parser::new_from_str(text) {
+        let Ok((event, span)) = event else {
+            return None;
+        };
+        match event {
+            saphyr_parser::Event::MappingStart(..) | saphyr_parser::Event::SequenceStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(span.start.index());
+                }
+            }
+            saphyr_parser::Event::MappingEnd | saphyr_parser::Event::SequenceEnd => {
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
     let offsets = Offsets::new(text);
+    if let Some(at) = too_deep(text) {
+        let at = offsets.byte(at);
+        return Err(YamlError {
+            loc: Loc {
+                file,
+                start: at,
+                end: at,
+            },
+            message: format!(
+                "YAML nested more than {MAX_DEPTH} levels deep; a recipe needs far fewer"
+            ),
+        });
+    }
     let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
         let at = offsets.byte(e.marker().index());
         YamlError {
