@@ -10,7 +10,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const NOTHING_LEFT: &str = "0 servers, 0 ports, 0 floating IPs, 0 key pairs, 0 volumes";
 
 /// Runner-side settings a developer's shell may have; the examples must not depend on them.
-const KNOBS: [&str; 14] = [
+const KNOBS: [&str; 15] = [
     "FLAVOR",
     "BUILDER_IMAGE",
     "NETWORK",
@@ -22,6 +22,7 @@ const KNOBS: [&str; 14] = [
     "SSH_TIMEOUT",
     "ALLOWED_FLAVORS",
     "ALLOWED_IMAGES",
+    "ALLOWED_NETWORKS",
     "EXECUTOR_RECIPE",
     "OS_CLOUD",
     "FLOATING_NETWORK",

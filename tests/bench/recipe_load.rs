@@ -31,7 +31,10 @@ fn main() {
     let runs = if quick { 1 } else { 7 };
     let sizes: &[usize] = if quick { &[60_000] } else { &[60_000, 600_000] };
     let dir = tempfile::tempdir().expect("temporary directory");
-    println!("# recipe load benchmark{}\n", if quick { " (quick)" } else { "" });
+    println!(
+        "# recipe load benchmark{}\n",
+        if quick { " (quick)" } else { "" }
+    );
     println!(
         "Median of {runs} runs; driver for the process column: `{}`.\n",
         executor().display()

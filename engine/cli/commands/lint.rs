@@ -15,6 +15,11 @@ pub fn run(files: &[PathBuf], format: LintFormat) -> i32 {
         .map(|f| executor_driver::recipe::lint::lint(std::slice::from_ref(f)))
         .collect();
     let count: usize = results.iter().map(|p| p.list.len()).sum();
+    // Warnings are shown but do not fail the check: the recipe runs as written.
+    let errors: usize = results
+        .iter()
+        .map(|p| p.list.iter().filter(|x| x.is_error()).count())
+        .sum();
     match format {
         LintFormat::Human => {
             for problems in &results {
@@ -26,9 +31,15 @@ pub fn run(files: &[PathBuf], format: LintFormat) -> i32 {
             if count == 0 {
                 eprintln!("{} file(s) checked, no problems", files.len());
             } else {
+                let warnings = count - errors;
                 eprintln!(
-                    "{count} problem(s) in {} file(s)",
-                    results.iter().filter(|p| !p.list.is_empty()).count()
+                    "{count} problem(s) in {} file(s){}",
+                    results.iter().filter(|p| !p.list.is_empty()).count(),
+                    if warnings > 0 {
+                        format!(": {errors} error(s), {warnings} warning(s)")
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }
@@ -41,7 +52,7 @@ pub fn run(files: &[PathBuf], format: LintFormat) -> i32 {
             serde_json::to_string_pretty(&gitlab_report(&results)).unwrap_or_default()
         ),
     }
-    i32::from(count > 0)
+    i32::from(errors > 0)
 }
 
 struct Entry {
@@ -51,6 +62,7 @@ struct Entry {
     code: &'static str,
     message: String,
     help: Option<String>,
+    warning: bool,
 }
 
 fn entries(results: &[Problems]) -> Vec<Entry> {
@@ -81,6 +93,7 @@ fn entries(results: &[Problems]) -> Vec<Entry> {
                     code: p.code,
                     message: p.message.clone(),
                     help: p.help.clone(),
+                    warning: !p.is_error(),
                 }
             })
         })
@@ -90,7 +103,7 @@ fn entries(results: &[Problems]) -> Vec<Entry> {
 pub fn json_report(results: &[Problems]) -> serde_json::Value {
     json!(entries(results)
         .into_iter()
-        .map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "code": e.code, "message": e.message, "help": e.help}))
+        .map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "code": e.code, "message": e.message, "help": e.help, "severity": if e.warning { "warning" } else { "error" }}))
         .collect::<Vec<_>>())
 }
 
@@ -107,7 +120,7 @@ pub fn gitlab_report(results: &[Problems]) -> serde_json::Value {
                 "description": description,
                 "check_name": e.code,
                 "fingerprint": fingerprint(&format!("{}|{}|{}|{}", e.file, e.line, e.code, e.message)),
-                "severity": "major",
+                "severity": if e.warning { "minor" } else { "major" },
                 "location": {"path": e.file, "lines": {"begin": e.line}},
             })
         })

@@ -7,7 +7,7 @@ use miette::{
     MietteSpanContents, NamedSource, SourceCode, SourceSpan, SpanContents,
 };
 
-use crate::recipe::problem::{Problem, Problems};
+use crate::recipe::problem::{Problem, Problems, Severity};
 use crate::recipe::source_file::{Loc, Sources};
 
 /// A line longer than this (in bytes) is quoted as a window around the problem. miette pads
@@ -25,6 +25,7 @@ pub struct ProblemReport {
     message: String,
     code: &'static str,
     help: Option<String>,
+    severity: Severity,
     file: Option<Quoted>,
     span: Option<SourceSpan>,
 }
@@ -81,6 +82,12 @@ impl Diagnostic for ProblemReport {
     fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
         Some(Box::new(format!("recipe::{}", self.code)))
     }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
         self.help
             .as_ref()
@@ -130,6 +137,7 @@ pub fn reports(problems: &Problems) -> Vec<ProblemReport> {
                 message: p.message.clone(),
                 code: p.code,
                 help: p.help.clone(),
+                severity: p.severity,
                 file,
                 span,
             }

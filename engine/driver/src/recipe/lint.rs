@@ -29,6 +29,7 @@ pub fn lint(paths: &[PathBuf]) -> Problems {
     {
         list.extend(loader::validate(&doc.json, &doc.spans));
         list.extend(semantic(&doc));
+        list.extend(crate::recipe::taint::check(&doc));
     }
     list.sort_by_key(|p| p.loc.map(|l| (l.file, l.start)));
     list.dedup();

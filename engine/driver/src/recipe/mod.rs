@@ -18,6 +18,7 @@ pub mod schema_check;
 pub mod source_file;
 pub mod spanned_yaml;
 pub mod step_spec;
+pub mod taint;
 
 pub use loader::LoadedRecipe;
 pub use model::{FORMAT_VERSION, Recipe};

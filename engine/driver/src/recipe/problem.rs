@@ -2,6 +2,15 @@
 
 use crate::recipe::source_file::{Loc, Sources};
 
+/// Whether a problem stops the recipe. Loading only ever finds errors; lint may also warn about
+/// a recipe that works but is risky.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Severity {
+    #[default]
+    Error,
+    Warning,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// A short stable code, e.g. `unknown-field`, used by the JSON and Code Quality reports.
@@ -9,6 +18,7 @@ pub struct Problem {
     pub message: String,
     pub loc: Option<Loc>,
     pub help: Option<String>,
+    pub severity: Severity,
 }
 
 impl Problem {
@@ -18,7 +28,17 @@ impl Problem {
             message: message.into(),
             loc,
             help: None,
+            severity: Severity::Error,
         }
+    }
+
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -39,16 +59,21 @@ impl Problems {
     pub fn plain(&self) -> String {
         self.list
             .iter()
-            .map(|p| match p.loc {
-                Some(loc) => {
-                    let (line, col) = self.sources.line_col(loc);
-                    format!(
-                        "{}:{line}:{col}: {}",
-                        self.sources.get(loc.file).name,
-                        p.message
-                    )
+            .map(|p| {
+                let message = match p.severity {
+                    Severity::Error => p.message.clone(),
+                    Severity::Warning => format!("warning: {}", p.message),
+                };
+                match p.loc {
+                    Some(loc) => {
+                        let (line, col) = self.sources.line_col(loc);
+                        format!(
+                            "{}:{line}:{col}: {message}",
+                            self.sources.get(loc.file).name
+                        )
+                    }
+                    None => message,
                 }
-                None => p.message.clone(),
             })
             .collect::<Vec<_>>()
             .join("\n")

@@ -6,6 +6,7 @@
 
 pub mod calls;
 pub mod context;
+pub mod flow;
 
 use base64::Engine as _;
 use minijinja::{Environment, Error as JinjaError, ErrorKind, UndefinedBehavior, Value};
