@@ -227,8 +227,24 @@ fn exercise(dir: &Path, recipe: &Path, env_file: &Path, stage: Option<&str>) -> 
     Ok(())
 }
 
+/// `executor lint`, `render` and the stages parse recipes on the process's main thread, whose
+/// stack is 8 MiB; a test thread has 2. minijinja's parser, which stops at 150 levels of
+/// nesting, needs more than 2 MiB for that in a debug build, so the cases run on a thread sized
+/// like the one they would meet in production.
+const MAIN_THREAD_STACK: usize = 8 << 20;
+
 #[test]
 fn lint_and_render_never_panic_on_mutated_recipes() {
+    std::thread::Builder::new()
+        .name("fuzz".into())
+        .stack_size(MAIN_THREAD_STACK)
+        .spawn(fuzz)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn fuzz() {
     let cases: u64 = std::env::var("EXECUTOR_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
