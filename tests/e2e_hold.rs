@@ -16,7 +16,7 @@ use e2e_support::{Cloud, default_recipe, describe, driver, explain, leaked, run_
 use executor_cloud::hold::{META_HOLD_REASON, META_HOLD_UNTIL};
 use executor_cloud::{Cloud as _, CloudSettings, OpenStack, Ownership};
 use executor_simulator::CLOUD_NAME;
-use gitlab_runner_standin::{Job, JobStatus, RunOptions, Runner};
+use gitlab_runner_standin::{Job, JobStatus, JobVariable, RunOptions, Runner};
 use serde_json::json;
 
 const OWNER: &str = "e2e-hold";
@@ -240,4 +240,24 @@ async fn nothing_is_held_by_default_nor_after_a_successful_job() {
         std::fs::read_dir(held_dir(&cloud)).map_or(true, |mut d| d.next().is_none()),
         "a key was kept"
     );
+}
+
+/// The hold is the operator's: a pipeline that sets the same names as job variables (they reach
+/// the driver as `CUSTOM_ENV_EXECUTOR_HOLD_FAILED`, ...) keeps nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_variable_cannot_turn_the_hold_on() {
+    let cloud = Cloud::start().await;
+    let elsewhere = cloud.dir.path().join("job-chose-this");
+    let job = Job::from_script("exit 3")
+        .with_variable(JobVariable::new("EXECUTOR_HOLD_FAILED", "1h"))
+        .with_variable(JobVariable::new(
+            "EXECUTOR_HOLD_DIR",
+            elsewhere.display().to_string(),
+        ));
+    let r = run_bounded(&runner(&cloud, None), &job, RunOptions::default()).await;
+    assert_eq!(r.status, JobStatus::ScriptFailure, "{}", explain(&r));
+    assert!(!r.job_log.contains("debug hold"), "{}", explain(&r));
+    let counts = cloud.settled_counts().await;
+    assert_eq!(leaked(&counts), 0, "{}", describe(&counts));
+    assert!(!elsewhere.exists() && !held_dir(&cloud).exists());
 }
