@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use miette::{
-    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan,
+    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, Severity,
+    SourceSpan,
 };
 
 use crate::recipe::problem::{Problem, Problems};
+use crate::recipe::source_file::Loc;
 
 /// One problem as a miette diagnostic, quoting its file.
 #[derive(Debug, thiserror::Error)]
@@ -17,16 +19,33 @@ pub struct ProblemReport {
     help: Option<String>,
     file: Option<Arc<NamedSource<Arc<str>>>>,
     span: Option<SourceSpan>,
+    /// Places that explain this one, each quoting its own file (a label cannot leave its
+    /// diagnostic's file, and the base a problem clashes with is usually another file).
+    related: Vec<ProblemReport>,
+    /// A related place is advice, not a second problem.
+    advice: bool,
 }
 
 impl Diagnostic for ProblemReport {
     fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        if self.advice {
+            return None;
+        }
         Some(Box::new(format!("recipe::{}", self.code)))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
         self.help
             .as_ref()
             .map(|h| Box::new(h.clone()) as Box<dyn std::fmt::Display>)
+    }
+    fn severity(&self) -> Option<Severity> {
+        self.advice.then_some(Severity::Advice)
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.related.iter().map(|r| r as &dyn Diagnostic)))
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         self.file.as_deref().map(|s| s as &dyn miette::SourceCode)
@@ -48,6 +67,7 @@ pub fn reports(problems: &Problems) -> Vec<ProblemReport> {
         .iter()
         .map(|f| Arc::new(NamedSource::new(f.name.clone(), f.text.clone()).with_language("yaml")))
         .collect();
+    let span = |l: Loc| SourceSpan::new(l.start.into(), l.end.saturating_sub(l.start));
     problems
         .list
         .iter()
@@ -56,9 +76,21 @@ pub fn reports(problems: &Problems) -> Vec<ProblemReport> {
             code: p.code,
             help: p.help.clone(),
             file: p.loc.map(|l| named[l.file].clone()),
-            span: p
-                .loc
-                .map(|l| SourceSpan::new(l.start.into(), l.end.saturating_sub(l.start))),
+            span: p.loc.map(span),
+            related: p
+                .related
+                .iter()
+                .map(|r| ProblemReport {
+                    message: r.message.clone(),
+                    code: p.code,
+                    help: None,
+                    file: Some(named[r.loc.file].clone()),
+                    span: Some(span(r.loc)),
+                    related: vec![],
+                    advice: true,
+                })
+                .collect(),
+            advice: false,
         })
         .collect()
 }

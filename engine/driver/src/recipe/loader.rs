@@ -93,6 +93,7 @@ pub fn load_document(paths: &[PathBuf]) -> Document {
             start: 0,
             end: 0,
         },
+        patched_at: None,
     };
     if paths.is_empty() {
         problems.push(Problem::new(
@@ -101,10 +102,13 @@ pub fn load_document(paths: &[PathBuf]) -> Document {
             None,
         ));
     }
+    let mut rank = 0;
     for path in paths {
         let mut chain = vec![];
         load_layers(path, &mut sources, &mut problems, &mut chain);
         for layer in chain {
+            sources.files[layer.loc.file].layer = rank;
+            rank += 1;
             overrides::apply(&mut merged, &layer, &mut problems);
         }
     }

@@ -7,6 +7,7 @@
 pub mod config_block;
 pub mod deferred;
 pub mod diagnostics;
+pub mod habits;
 pub mod lint;
 pub mod loader;
 pub mod model;

@@ -9,6 +9,16 @@ pub struct Problem {
     pub message: String,
     pub loc: Option<Loc>,
     pub help: Option<String>,
+    /// Other places that explain this one, often in another file: a problem is reported where
+    /// the author can fix it (an override), and what it clashes with (the base) comes here.
+    pub related: Vec<Related>,
+}
+
+/// A place quoted beside a problem, with why it matters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Related {
+    pub loc: Loc,
+    pub message: String,
 }
 
 impl Problem {
@@ -18,11 +28,22 @@ impl Problem {
             message: message.into(),
             loc,
             help: None,
+            related: vec![],
         }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_related(mut self, loc: Option<Loc>, message: impl Into<String>) -> Self {
+        if let Some(loc) = loc {
+            self.related.push(Related {
+                loc,
+                message: message.into(),
+            });
+        }
         self
     }
 }
@@ -39,18 +60,24 @@ impl Problems {
     pub fn plain(&self) -> String {
         self.list
             .iter()
-            .map(|p| match p.loc {
-                Some(loc) => {
-                    let (line, col) = self.sources.line_col(loc);
-                    format!(
-                        "{}:{line}:{col}: {}",
-                        self.sources.get(loc.file).name,
-                        p.message
-                    )
+            .map(|p| {
+                let mut line = self.at(p.loc, &p.message);
+                for r in &p.related {
+                    line.push_str(&format!("\n  {}", self.at(Some(r.loc), &r.message)));
                 }
-                None => p.message.clone(),
+                line
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    fn at(&self, loc: Option<Loc>, message: &str) -> String {
+        match loc {
+            Some(loc) => {
+                let (line, col) = self.sources.line_col(loc);
+                format!("{}:{line}:{col}: {message}", self.sources.get(loc.file).name)
+            }
+            None => message.to_string(),
+        }
     }
 }

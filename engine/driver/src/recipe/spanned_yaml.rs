@@ -19,6 +19,9 @@ pub enum Tree {
 pub struct Node {
     pub tree: Tree,
     pub loc: Loc,
+    /// Where a later layer's `patch` changed this mapping, if one did: a problem the change
+    /// causes in it (a required field deleted with `null`) is the override's to fix.
+    pub patched_at: Option<Loc>,
 }
 
 /// A YAML problem found while reading the file.
@@ -33,6 +36,8 @@ pub struct YamlError {
 pub struct SpanMap {
     pub values: std::collections::HashMap<String, Loc>,
     pub keys: std::collections::HashMap<String, Loc>,
+    /// The mappings a `patch` changed, and where that patch is.
+    pub patched: std::collections::HashMap<String, Loc>,
 }
 
 impl SpanMap {
@@ -134,6 +139,7 @@ pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
         0 => Ok(Node {
             tree: Tree::Map(IndexMap::new()),
             loc: whole,
+            patched_at: None,
         }),
         1 => convert(&docs[0], file, &offsets),
         _ => Err(YamlError {
@@ -194,7 +200,11 @@ fn convert(y: &MarkedYamlOwned, file: usize, o: &Offsets) -> Result<Node, YamlEr
             });
         }
     };
-    Ok(Node { tree, loc })
+    Ok(Node {
+        tree,
+        loc,
+        patched_at: None,
+    })
 }
 
 fn scalar(s: &ScalarOwned) -> Json {
@@ -241,6 +251,9 @@ impl Node {
                     .collect(),
             ),
         };
+        if let Some(at) = self.patched_at {
+            spans.patched.insert(pointer.clone(), at);
+        }
         spans.values.insert(pointer, self.loc);
         json
     }
