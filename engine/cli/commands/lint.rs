@@ -51,6 +51,8 @@ struct Entry {
     code: &'static str,
     message: String,
     help: Option<String>,
+    /// (file, line, column, message) of each related place.
+    related: Vec<serde_json::Value>,
 }
 
 fn entries(results: &[Problems]) -> Vec<Entry> {
@@ -81,6 +83,19 @@ fn entries(results: &[Problems]) -> Vec<Entry> {
                     code: p.code,
                     message: p.message.clone(),
                     help: p.help.clone(),
+                    related: p
+                        .related
+                        .iter()
+                        .map(|r| {
+                            let (line, column) = problems.sources.line_col(r.loc);
+                            json!({
+                                "file": problems.sources.get(r.loc.file).name,
+                                "line": line,
+                                "column": column,
+                                "message": r.message,
+                            })
+                        })
+                        .collect(),
                 }
             })
         })
@@ -90,7 +105,7 @@ fn entries(results: &[Problems]) -> Vec<Entry> {
 pub fn json_report(results: &[Problems]) -> serde_json::Value {
     json!(entries(results)
         .into_iter()
-        .map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "code": e.code, "message": e.message, "help": e.help}))
+        .map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "code": e.code, "message": e.message, "help": e.help, "related": e.related}))
         .collect::<Vec<_>>())
 }
 

@@ -152,7 +152,11 @@ fn load_layers(
     let node = match spanned_yaml::parse(file, &sources.get(file).text.clone()) {
         Ok(n) => n,
         Err(e) => {
-            problems.push(Problem::new("yaml-syntax", e.message, Some(e.loc)));
+            let p = Problem::new("yaml-syntax", e.message, Some(e.loc));
+            problems.push(match e.help {
+                Some(h) => p.with_help(h),
+                None => p,
+            });
             return;
         }
     };

@@ -29,6 +29,7 @@ pub struct Node {
 pub struct YamlError {
     pub loc: Loc,
     pub message: String,
+    pub help: Option<String>,
 }
 
 /// Where each JSON pointer of a converted tree came from.
@@ -93,6 +94,25 @@ impl Offsets {
     }
 }
 
+/// Why a recipe may not use `*alias` (nor `<<: *alias`): every value has one place, which
+/// diagnostics point at and overrides patch; a copied value would have two.
+const ALIAS_REFUSED: &str = "YAML aliases (`*name`) are not allowed in recipes";
+const ALIAS_HELP: &str = "write each value where it applies, so that a problem points at one place \
+     and an override patches one step; share a value through `vars` (`{{ vars.name }}`)";
+
+/// The character index of the first alias in `text`, if it has one (and parses).
+fn first_alias(text: &str) -> Option<usize> {
+    let mut parser = saphyr_parser::Parser::new_from_str(text);
+    while let Some(Ok((event, span))) = parser.next_event() {
+        match event {
+            saphyr_parser::Event::Alias(_) => return Some(span.start.index()),
+            saphyr_parser::Event::StreamEnd => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// saphyr's reason, in the author's terms where its own words are obscure.
 fn syntax_message(info: &str, text: &str, at: usize) -> String {
     if info.contains("duplicate") {
@@ -114,6 +134,9 @@ fn syntax_message(info: &str, text: &str, at: usize) -> String {
              or a value holding `: ` needs quotes"
         );
     }
+    if info.contains("tab") {
+        return format!("YAML syntax error: {info}; YAML indents with spaces, never tabs");
+    }
     format!("YAML syntax error: {info}")
 }
 
@@ -128,8 +151,24 @@ pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
                 end: at,
             },
             message: syntax_message(e.info(), text, at),
+            help: None,
         }
     })?;
+    // saphyr resolves aliases by copying the anchored value, so the tree never shows one.
+    if text.contains('*')
+        && let Some(at) = first_alias(text)
+    {
+        let at = offsets.byte(at);
+        return Err(YamlError {
+            loc: Loc {
+                file,
+                start: at,
+                end: at,
+            },
+            message: ALIAS_REFUSED.into(),
+            help: Some(ALIAS_HELP.into()),
+        });
+    }
     let whole = Loc {
         file,
         start: 0,
@@ -145,6 +184,7 @@ pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
         _ => Err(YamlError {
             loc: whole,
             message: "a recipe file holds one YAML document, found several".into(),
+            help: None,
         }),
     }
 }
@@ -175,10 +215,22 @@ fn convert(y: &MarkedYamlOwned, file: usize, o: &Offsets) -> Result<Node, YamlEr
                 let key = match &k.data {
                     YamlDataOwned::Value(ScalarOwned::String(s)) => s.clone(),
                     YamlDataOwned::Value(other) => scalar_text(other),
+                    // `message: {{ vars.x }}` unquoted is a mapping whose key is a mapping.
+                    YamlDataOwned::Mapping(_) => {
+                        return Err(YamlError {
+                            loc: key_loc,
+                            message: "a value that starts with `{{` must be quoted".into(),
+                            help: Some(
+                                "YAML reads `{ ... }` as a mapping: write `\"{{ ... }}\"`"
+                                    .into(),
+                            ),
+                        });
+                    }
                     _ => {
                         return Err(YamlError {
                             loc: key_loc,
                             message: "mapping keys must be plain scalars".into(),
+                            help: None,
                         });
                     }
                 };
@@ -190,13 +242,15 @@ fn convert(y: &MarkedYamlOwned, file: usize, o: &Offsets) -> Result<Node, YamlEr
         YamlDataOwned::Alias(_) => {
             return Err(YamlError {
                 loc,
-                message: "YAML aliases are not supported in recipes; use an override file or a var instead".into(),
+                message: ALIAS_REFUSED.into(),
+                help: Some(ALIAS_HELP.into()),
             });
         }
         YamlDataOwned::BadValue => {
             return Err(YamlError {
                 loc,
                 message: "this YAML value could not be read".into(),
+                help: None,
             });
         }
     };
