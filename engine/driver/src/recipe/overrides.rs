@@ -50,8 +50,8 @@ pub fn apply(base: &mut Node, layer: &Node, problems: &mut Vec<Problem>) {
             }
         }
     }
-    if let Some((_, patch)) = layer_map.get("patch")
-        && let Some(patches) = patch_shape(patch, problems)
+    if let Some((key, patch)) = layer_map.get("patch")
+        && let Some(patches) = patch_shape(*key, patch, problems)
     {
         for (id, key_loc, change) in patches {
             match find_step_mut(base_map, id) {
@@ -63,8 +63,8 @@ pub fn apply(base: &mut Node, layer: &Node, problems: &mut Vec<Problem>) {
             }
         }
     }
-    if let Some((_, insert)) = layer_map.get("insert") {
-        for ins in insert_shape(insert, problems) {
+    if let Some((key, insert)) = layer_map.get("insert") {
+        for ins in insert_shape(*key, insert, problems) {
             insert_steps(base_map, ins, problems, &known_ids);
         }
     }
@@ -121,15 +121,17 @@ fn remove_shape<'a>(node: &'a Node, problems: &mut Vec<Problem>) -> Option<Vec<(
 }
 
 /// Each patch as (step id, where the id is written, the fields to merge), or `None` when
-/// `patch` is not a mapping.
+/// `patch` is not a mapping. A block of the wrong shape is reported at its key: its own span
+/// runs on to the next line.
 fn patch_shape<'a>(
+    key: Loc,
     node: &'a Node,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<(&'a str, Loc, &'a Node)>> {
     let Some(patches) = node.as_map() else {
         problems.push(shape(
             "`patch` maps step ids to the fields to change",
-            node.loc,
+            key,
             "write `patch:` with one entry per step, e.g. `console: {on_failure: ignore}` on the \
              line below, indented",
         ));
@@ -151,9 +153,13 @@ fn patch_shape<'a>(
             ),
             _ => format!("list the fields to change under `{id}:`, e.g. `{id}: {{timeout: 30s}}`"),
         };
+        let at = match change.tree {
+            Tree::Scalar(_) => change.loc,
+            _ => *key_loc,
+        };
         problems.push(shape(
             format!("the patch of step `{id}` must be a mapping of the fields to change"),
-            change.loc,
+            at,
             help,
         ));
     }
@@ -163,13 +169,13 @@ fn patch_shape<'a>(
 const INSERTION_KEYS: [&str; 3] = ["before", "after", "steps"];
 
 /// The insertions of the right shape; each wrong one is reported at its own place.
-fn insert_shape<'a>(node: &'a Node, problems: &mut Vec<Problem>) -> Vec<&'a Node> {
+fn insert_shape<'a>(key: Loc, node: &'a Node, problems: &mut Vec<Problem>) -> Vec<&'a Node> {
     let items: Vec<&Node> = match &node.tree {
         Tree::Seq(items) => items.iter().collect(),
         Tree::Map(m) if m.keys().any(|k| INSERTION_KEYS.contains(&k.as_str())) => {
             problems.push(shape(
                 "`insert` takes a list of insertions",
-                node.loc,
+                m.values().next().map_or(key, |(kl, _)| *kl),
                 "start the insertion with `- `: `insert:` then `  - after: ID` and `    steps: [...]`",
             ));
             return vec![];
@@ -177,7 +183,7 @@ fn insert_shape<'a>(node: &'a Node, problems: &mut Vec<Problem>) -> Vec<&'a Node
         _ => {
             problems.push(shape(
                 "`insert` takes a list of insertions",
-                node.loc,
+                key,
                 "each insertion is `- before: ID` or `- after: ID`, with the new steps under `steps:`",
             ));
             return vec![];
@@ -185,6 +191,11 @@ fn insert_shape<'a>(node: &'a Node, problems: &mut Vec<Problem>) -> Vec<&'a Node
     };
     let mut out = vec![];
     for ins in items {
+        // The first key stands for the insertion: the item's span runs on to the next one.
+        let first_key = ins
+            .as_map()
+            .and_then(|m| m.values().next())
+            .map_or(ins.loc, |(kl, _)| *kl);
         let Some(fields) = ins.as_map() else {
             problems.push(shape(
                 "an insertion is a mapping with `before` or `after`, and `steps`",
@@ -220,12 +231,24 @@ fn insert_shape<'a>(node: &'a Node, problems: &mut Vec<Problem>) -> Vec<&'a Node
                 ));
             }
             (Some(_), None) | (None, Some(_)) => {}
-            _ => {
+            (Some(_), Some((_, second))) => {
+                ok = false;
+                let at = fields.get_index_of("after").max(fields.get_index_of("before"));
+                let at = at
+                    .and_then(|i| fields.get_index(i))
+                    .map_or(second.loc, |(_, (kl, _))| *kl);
+                problems.push(shape(
+                    "an insertion needs exactly one of `before` and `after`",
+                    at,
+                    "split it in two insertions to add steps at two places",
+                ));
+            }
+            (None, None) => {
                 ok = false;
                 problems.push(shape(
                     "an insertion needs exactly one of `before` and `after`",
-                    ins.loc,
-                    "split it in two insertions to add steps at two places",
+                    first_key,
+                    "name the step to insert at: `- before: ID` or `- after: ID`",
                 ));
             }
         }
@@ -243,7 +266,7 @@ fn insert_shape<'a>(node: &'a Node, problems: &mut Vec<Problem>) -> Vec<&'a Node
                 ok = false;
                 problems.push(shape(
                     "this insertion has no `steps`",
-                    ins.loc,
+                    first_key,
                     "list the steps to add under `steps:`",
                 ));
             }

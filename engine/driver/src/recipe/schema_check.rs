@@ -362,6 +362,17 @@ fn to_problems(
                 if let Some(advice) = place.and_then(|place| habits::advice(place, key)) {
                     return p.with_help(advice);
                 }
+                // A field of the base that a patch's new `kind` does not have.
+                if let Some(at) = spans.patched.get(&path)
+                    && p.loc.is_some_and(|l| l.file != at.file)
+                {
+                    let base = p.loc;
+                    return Problem { loc: Some(*at), ..p }
+                        .with_help(format!(
+                            "the patch changes the step's kind; `{key}: null` in the patch deletes the field"
+                        ))
+                        .with_related(base, format!("`{key}` is in the base recipe's step"));
+                }
                 match did_you_mean(key, fields.iter().map(|s| s.as_str())) {
                     Some(s) => p.with_help(format!("did you mean `{s}`?")),
                     None if !fields.is_empty() => {
@@ -372,11 +383,14 @@ fn to_problems(
             })
             .collect(),
         ValidationErrorKind::Required { property } => {
-            let p = Problem::new(
-                "missing-field",
-                format!("missing field {property}"),
-                spans.value_loc(&path),
-            );
+            // A step's `kind` is what asks for the field; the step's own span would run on
+            // to the next step.
+            let at = spans
+                .values
+                .get(&format!("{path}/kind"))
+                .copied()
+                .or_else(|| spans.value_loc(&path));
+            let p = Problem::new("missing-field", format!("missing field {property}"), at);
             vec![blame_the_patch(p, &path, spans)]
         }
         ValidationErrorKind::AnyOf { context } => {
@@ -542,7 +556,13 @@ fn expected(e: &ValidationError<'_>) -> String {
 fn blame_the_patch(p: Problem, path: &str, spans: &SpanMap) -> Problem {
     match spans.patched.get(path) {
         Some(at) if Some(at.file) != p.loc.map(|l| l.file) => {
-            let base = p.loc;
+            // The step's id stands for the step: a mapping's span runs on to the next step.
+            let base = spans
+                .keys
+                .get(&format!("{path}/id"))
+                .copied()
+                .filter(|id| Some(id.file) != Some(at.file))
+                .or(p.loc);
             Problem { loc: Some(*at), ..p }
                 .with_help("the patch deletes or changes what the step needs")
                 .with_related(base, "the step, as the base recipe has it")
