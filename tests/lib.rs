@@ -40,6 +40,7 @@ mod e2e_jobs;
 mod e2e_recipes;
 mod engine_semantics;
 mod engine_stages;
+mod lint_property;
 mod lint_snapshots;
 mod pool;
 mod pool_daemon;

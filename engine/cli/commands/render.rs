@@ -147,6 +147,19 @@ pub fn render_stage(
         value = with_placeholders(value);
         let mut entry = Map::new();
         entry.insert("id".into(), Json::String(spec.id().into()));
+        // A step the job would skip renders nothing: its fields may read what only exists
+        // when its condition holds (`job.X` under `when: job.X is defined`). A condition that
+        // reads earlier steps or the state cannot be decided here, and the step is shown.
+        if let Some(w) = &spec.common.when
+            && !depends_on_the_job(&Json::String(w.clone()))
+            && let Ok(false) = interp.templater.condition(w, &value)
+        {
+            entry.insert("kind".into(), Json::String(spec.kind.clone()));
+            entry.insert("when".into(), Json::String(w.clone()));
+            entry.insert("skipped".into(), Json::Bool(true));
+            rendered_steps.push(Json::Object(entry));
+            continue;
+        }
         let fields = match spec.kind_and_args() {
             Json::Object(m) => m,
             _ => Map::new(),

@@ -2,7 +2,8 @@
 //!
 //! On top of what loading finds (YAML syntax, schema, overrides), lint checks what only makes
 //! sense across the recipe: duplicate ids, references to steps that do not exist or come later,
-//! template syntax, and names a template reads that nothing defines.
+//! template syntax, and names a template reads that nothing defines; then, on a recipe with
+//! none of those, what rendering it for the sample job would refuse (`sample_render`).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -29,6 +30,11 @@ pub fn lint(paths: &[PathBuf]) -> Problems {
     {
         list.extend(loader::validate(&doc.json, &doc.spans));
         list.extend(semantic(&doc));
+        // Values are worth trying only on a recipe whose shape and names are right; else the
+        // same mistake would be reported twice, once by name and once by its effect.
+        if list.is_empty() {
+            list.extend(crate::recipe::sample_render::check(&Templater::new(), &doc));
+        }
     }
     list.sort_by_key(|p| p.loc.map(|l| (l.file, l.start)));
     list.dedup();

@@ -14,6 +14,7 @@ pub mod model;
 pub mod overrides;
 pub mod problem;
 pub mod retry_policy;
+pub mod sample_render;
 pub mod schema;
 pub mod schema_check;
 pub mod source_file;

@@ -29,7 +29,7 @@ struct KindCheck {
     validator: OnceLock<Validator>,
 }
 
-const STEP_LISTS: [&str; 3] = ["/prepare", "/run", "/cleanup"];
+const STEP_LISTS: [&str; 4] = ["/provision", "/prepare", "/run", "/cleanup"];
 
 impl SchemaCheck {
     pub fn get() -> &'static SchemaCheck {
