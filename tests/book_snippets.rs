@@ -14,16 +14,16 @@ use std::path::{Path, PathBuf};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 #[derive(Debug)]
-struct Snippet {
+pub(crate) struct Snippet {
     chapter: PathBuf,
     number: usize,
     line: usize,
-    text: String,
+    pub(crate) text: String,
     attrs: Vec<String>,
 }
 
 impl Snippet {
-    fn attr(&self, key: &str) -> Option<&str> {
+    pub(crate) fn attr(&self, key: &str) -> Option<&str> {
         self.attrs.iter().find_map(|a| {
             if a == key {
                 Some("")
@@ -38,7 +38,7 @@ impl Snippet {
             && (self.attr("bad").is_some() || self.text.lines().any(|l| l.starts_with("version:")))
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!(
             "{} snippet #{} (line {})",
             self.chapter.display(),
@@ -109,11 +109,11 @@ fn yaml_blocks(chapter: &Path, markdown: &str) -> Vec<Snippet> {
     out
 }
 
-/// Lint one snippet; `Err` explains why it is not what the book claims.
-fn check(snippet: &Snippet) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let file = dir.path().join(format!("snippet{}.yaml", snippet.number));
-    std::fs::write(&file, &snippet.text).map_err(|e| e.to_string())?;
+/// Writes `text` as the snippet's file in `dir`, with its base where the snippet's `base=` and
+/// `extends:` say, and returns the `--recipe` layers to load, the snippet's own file last.
+pub(crate) fn layers(snippet: &Snippet, text: &str, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let file = dir.join(format!("snippet{}.yaml", snippet.number));
+    std::fs::write(&file, text).map_err(|e| e.to_string())?;
     let mut paths = vec![];
     if let Some(base) = snippet.attr("base") {
         let base = Path::new(ROOT).join(base);
@@ -123,7 +123,7 @@ fn check(snippet: &Snippet) -> Result<(), String> {
         });
         match extends {
             Some(name) => {
-                let target = dir.path().join(name);
+                let target = dir.join(name);
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
                 }
@@ -134,6 +134,13 @@ fn check(snippet: &Snippet) -> Result<(), String> {
         }
     }
     paths.push(file);
+    Ok(paths)
+}
+
+/// Lint one snippet; `Err` explains why it is not what the book claims.
+fn check(snippet: &Snippet) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let paths = layers(snippet, &snippet.text, dir.path())?;
     let problems = executor_driver::recipe::lint::lint(&paths);
     match snippet.attr("bad") {
         None if problems.list.is_empty() => Ok(()),
@@ -162,31 +169,38 @@ fn chapters(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-#[test]
-fn every_recipe_snippet_in_the_book_lints_as_claimed() {
+/// Every recipe snippet of the book, named by its chapter's path from the repository.
+pub(crate) fn recipe_snippets() -> Vec<Snippet> {
     let src = Path::new(ROOT).join("book/src");
     let mut files = vec![];
     chapters(&src, &mut files);
     files.sort();
-    let mut checked = 0;
-    let mut bad_checked = 0;
-    let mut failures = vec![];
+    let mut out = vec![];
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
         let rel = file.strip_prefix(ROOT).unwrap_or(file);
         for snippet in yaml_blocks(file, &text) {
-            if !snippet.is_recipe() {
-                continue;
+            if snippet.is_recipe() {
+                out.push(Snippet {
+                    chapter: rel.to_path_buf(),
+                    ..snippet
+                });
             }
-            checked += 1;
-            bad_checked += usize::from(snippet.attr("bad").is_some());
-            let snippet = Snippet {
-                chapter: rel.to_path_buf(),
-                ..snippet
-            };
-            if let Err(why) = check(&snippet) {
-                failures.push(format!("{} {why}", snippet.name()));
-            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_recipe_snippet_in_the_book_lints_as_claimed() {
+    let mut checked = 0;
+    let mut bad_checked = 0;
+    let mut failures = vec![];
+    for snippet in recipe_snippets() {
+        checked += 1;
+        bad_checked += usize::from(snippet.attr("bad").is_some());
+        if let Err(why) = check(&snippet) {
+            failures.push(format!("{} {why}", snippet.name()));
         }
     }
     assert!(

@@ -41,6 +41,7 @@ mod e2e_recipes;
 mod engine_semantics;
 mod engine_stages;
 mod hostile_recipes;
+mod lint_property;
 mod lint_snapshots;
 mod lint_taint;
 mod pool;

@@ -130,3 +130,64 @@ fn merge_cases() {
         });
     });
 }
+
+/// `executor <args>` in the repository root with an empty environment: (status, stdout, stderr).
+fn executor_bare(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(executor())
+        .current_dir(ROOT)
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn render_without_an_env_file_shows_a_sample_job_and_says_so() {
+    let (ok, stdout, stderr) = executor_bare(&[
+        "--recipe",
+        "recipes/openstack.yaml",
+        "render",
+        "--stage",
+        "prepare",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stderr.contains("sample job"), "{stderr}");
+    // From the sample payload's project and job ids, as `trusted.*`.
+    assert!(stdout.contains("name: executor-42-1234"), "{stdout}");
+}
+
+#[test]
+fn an_env_file_replaces_the_sample_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("job.env");
+    std::fs::write(&env, "CUSTOM_ENV_CI_JOB_ID=777\n").unwrap();
+    let (ok, stdout, stderr) = executor_bare(&[
+        "--recipe",
+        "tests/recipes/generic.yaml",
+        "render",
+        "--stage",
+        "prepare",
+        "--env-file",
+        env.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(stdout.contains("name: ci-777"), "{stdout}");
+    assert!(!stdout.contains("1234"), "{stdout}");
+    // Without the file, the sample's job id shows.
+    let (ok, stdout, _) = executor_bare(&[
+        "--recipe",
+        "tests/recipes/generic.yaml",
+        "render",
+        "--stage",
+        "prepare",
+    ]);
+    assert!(ok && stdout.contains("name: ci-1234"), "{stdout}");
+}

@@ -4,7 +4,7 @@
 //! `cargo bench --bench driver_cost` (about 5 minutes on 2 cores);
 //! `EXECUTOR_BENCH_QUICK=1 cargo bench --bench driver_cost` for a smoke run.
 //! `EXECUTOR_BENCH_ONLY=overhead,streaming` runs only the named sections (`overhead`, `economy`,
-//! `readiness`, `concurrency`, `streaming`); `EXECUTOR_BENCH_EXECUTOR=/path/to/executor`
+//! `readiness`, `concurrency`, `streaming`, `lint`); `EXECUTOR_BENCH_EXECUTOR=/path/to/executor`
 //! measures that binary's stages (a lean build, an older commit's) instead of the one cargo built.
 //!
 //! The binary is also the driver the runner stand-in calls (see `stage_wrapper`): it wraps the
@@ -34,6 +34,7 @@ use stats::{median, mib, ms, percentile, verdict};
 /// Sizes of each measurement; the quick mode only checks that the harness works.
 struct Plan {
     overhead_jobs: usize,
+    lint_runs: usize,
     economy_jobs: usize,
     economy_boot: Duration,
     readiness_jobs: usize,
@@ -47,6 +48,7 @@ impl Plan {
         if quick {
             Plan {
                 overhead_jobs: 2,
+                lint_runs: 5,
                 economy_jobs: 1,
                 economy_boot: Duration::from_secs(1),
                 readiness_jobs: 2,
@@ -57,6 +59,7 @@ impl Plan {
         } else {
             Plan {
                 overhead_jobs: 7,
+                lint_runs: 41,
                 economy_jobs: 2,
                 economy_boot: Duration::from_secs(3),
                 readiness_jobs: 20,
@@ -113,6 +116,10 @@ fn main() {
     if wanted("streaming") {
         eprintln!("[5/5] log streaming");
         streaming(&plan, &mut rows, &mut details);
+    }
+    if wanted("lint") {
+        eprintln!("[6] lint");
+        lint(&plan, &mut rows, &mut details);
     }
 
     println!(
@@ -655,6 +662,60 @@ fn streaming(plan: &Plan, rows: &mut Vec<Row>, out: &mut String) {
         target: "< 32 MiB".into(),
         measured: format!("{:.1} MiB", mib(rss)),
         ok: Some(mib(rss) < 32.0),
+    });
+}
+
+/// Wall time of one `executor` process with `args`, which must succeed.
+fn timed(args: &[&std::ffi::OsStr]) -> Duration {
+    let started = Instant::now();
+    let status = std::process::Command::new(sim_jobs::executor_under_test())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("executor starts");
+    let took = started.elapsed();
+    assert!(status.success(), "executor {args:?}: {status}");
+    took
+}
+
+/// `executor lint` on the shipped recipe, as an author or a CI job runs it: a whole process,
+/// set against `executor --version`, the same process doing nothing.
+fn lint(plan: &Plan, rows: &mut Vec<Row>, out: &mut String) {
+    let recipe = sim_jobs::recipe();
+    let lint_args = [std::ffi::OsStr::new("lint"), recipe.as_os_str()];
+    let version_args = [std::ffi::OsStr::new("--version")];
+    // One of each first, so that the binary and the recipe are in the page cache.
+    timed(&lint_args);
+    timed(&version_args);
+    let mut lint_ms = vec![];
+    let mut floor_ms = vec![];
+    for _ in 0..plan.lint_runs {
+        lint_ms.push(ms(timed(&lint_args)));
+        floor_ms.push(ms(timed(&version_args)));
+    }
+    let median_ms = median(&lint_ms);
+    let _ = writeln!(
+        out,
+        "\n## 6. Lint\n\n`executor lint recipes/openstack.yaml`, {} runs, each a whole process; \
+         `executor --version` alternating with it as the floor.\n\n\
+         | | median ms | p95 ms | min ms |\n|---|---|---|---|\n\
+         | `executor lint` | {median_ms:.1} | {:.1} | {:.1} |\n\
+         | `executor --version` | {:.1} | {:.1} | {:.1} |",
+        plan.lint_runs,
+        percentile(&lint_ms, 0.95),
+        lint_ms.iter().copied().fold(f64::MAX, f64::min),
+        median(&floor_ms),
+        percentile(&floor_ms, 0.95),
+        floor_ms.iter().copied().fold(f64::MAX, f64::min),
+    );
+    rows.push(Row {
+        what: "`executor lint` on the shipped recipe, wall (median)".into(),
+        floor: format!("`executor --version` {:.1} ms", median(&floor_ms)),
+        target: "< 20 ms".into(),
+        measured: format!("{median_ms:.1} ms"),
+        ok: Some(median_ms < 20.0),
     });
 }
 

@@ -63,6 +63,8 @@ struct Entry {
     message: String,
     help: Option<String>,
     warning: bool,
+    /// (file, line, column, message) of each related place.
+    related: Vec<serde_json::Value>,
 }
 
 fn entries(results: &[Problems]) -> Vec<Entry> {
@@ -94,6 +96,19 @@ fn entries(results: &[Problems]) -> Vec<Entry> {
                     message: p.message.clone(),
                     help: p.help.clone(),
                     warning: !p.is_error(),
+                    related: p
+                        .related
+                        .iter()
+                        .map(|r| {
+                            let (line, column) = problems.sources.line_col(r.loc);
+                            json!({
+                                "file": problems.sources.get(r.loc.file).name,
+                                "line": line,
+                                "column": column,
+                                "message": r.message,
+                            })
+                        })
+                        .collect(),
                 }
             })
         })
@@ -103,7 +118,7 @@ fn entries(results: &[Problems]) -> Vec<Entry> {
 pub fn json_report(results: &[Problems]) -> serde_json::Value {
     json!(entries(results)
         .into_iter()
-        .map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "code": e.code, "message": e.message, "help": e.help, "severity": if e.warning { "warning" } else { "error" }}))
+        .map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "code": e.code, "message": e.message, "help": e.help, "severity": if e.warning { "warning" } else { "error" }, "related": e.related}))
         .collect::<Vec<_>>())
 }
 

@@ -9,6 +9,7 @@ use minijinja::value::{Object, ObjectRepr, Value};
 use serde_json::{Map, Value as Json};
 
 use executor_driver::interpreter::Interpreter;
+use executor_driver::recipe::LoadedRecipe;
 use executor_driver::steps::context::RunArgs;
 use executor_driver::template::context::{ContextParts, Environment};
 use executor_foundation::bounded_read::{CONFIG_LIMIT, read_to_string_bounded};
@@ -46,37 +47,94 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
         eprintln!("unknown stage `{stage_name}`: use config, prepare, run or cleanup");
         return 2;
     };
+    // Without a job's environment most recipes cannot render at all (`job.CI_JOB_ID` is
+    // undefined), which is all a newcomer would see; a sample job shows them the rest.
+    let environment = match env_file {
+        Some(_) => environment,
+        None => {
+            eprintln!("{SAMPLE_NOTE}");
+            environment.with_sample_job()
+        }
+    };
+    match render_stage(&loaded, stage, &environment, &redactor) {
+        Ok(rendered) => {
+            let text = serde_saphyr::to_string(&rendered.doc).unwrap_or_default();
+            print!("{}", redactor.redact(&text));
+            i32::from(rendered.failed)
+        }
+        Err(message) => {
+            eprintln!("{}", redactor.redact(&message));
+            1
+        }
+    }
+}
+
+/// What `render` says on stderr when it makes up the job.
+pub const SAMPLE_NOTE: &str = "no --env-file: rendering for a sample job (job.CI_JOB_ID=1234, \
+     job.CI_PROJECT_ID=42, trusted.id=1234, ...; the book's testing chapter lists them); \
+     variables set in this shell win";
+
+/// One stage as `render --stage` shows it.
+pub struct StageRender {
+    /// `vars`, the `config` block for the config stage, and the stage's steps with their
+    /// fields rendered (or their templates, where only a real job can compute them).
+    pub doc: Json,
+    /// Whether a field failed to render; its step then carries an `error` entry.
+    pub failed: bool,
+}
+
+/// Renders `stage` for `environment`, calling no back end. `Err` is a problem that stops the
+/// whole stage (a var or the config block), as it would stop the real one.
+pub fn render_stage(
+    loaded: &LoadedRecipe,
+    stage: Stage,
+    environment: &Environment,
+    redactor: &Redactor,
+) -> Result<StageRender, String> {
     let log = JobLog::memory(redactor.clone());
     let exit = executor_foundation::exit_codes::ExitCodes::from_lookup(|_| None);
-    let interp = Interpreter::new(&loaded, &environment, &log, &exit, Default::default());
     let state = JobState::in_memory(Map::new());
     let run = (stage == Stage::Run).then(|| RunArgs {
         script: PathBuf::from("/tmp/custom-executor/script/script"),
         stage: "build_script".into(),
     });
-    let vars = match interp.evaluate_vars(&state, run.as_ref(), stage) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("{}", redactor.redact(&e.message));
-            return 1;
-        }
+    let interp = Interpreter::new(loaded, environment, &log, &exit, Default::default());
+    let mut vars = interp
+        .evaluate_vars(&state, run.as_ref(), stage)
+        .map_err(|e| e.message)?;
+    // `provision` sees the pool key the job would claim, and a VM id of its own.
+    let provision_environment;
+    let (interp, environment) = if stage == Stage::Provision {
+        provision_environment = interp
+            .provision_environment(&state, &vars, &Map::new(), None, "sample-vm".into())
+            .map_err(|e| e.message)?;
+        let inner = Interpreter::new(
+            loaded,
+            &provision_environment,
+            &log,
+            &exit,
+            Default::default(),
+        );
+        vars = inner
+            .evaluate_vars(&state, None, stage)
+            .map_err(|e| e.message)?;
+        (inner, &provision_environment)
+    } else {
+        (interp, environment)
     };
     let mut doc = Map::new();
     doc.insert("vars".into(), Json::Object(vars.clone()));
     if stage == Stage::Config {
-        match interp.render_block("config", &loaded.recipe.config.raw, &vars, &state, stage) {
-            Ok(c) => doc.insert("config".into(), c),
-            Err(e) => {
-                eprintln!("{}", redactor.redact(&e.message));
-                return 1;
-            }
-        };
+        let c = interp
+            .render_block("config", &loaded.recipe.config.raw, &vars, &state, stage)
+            .map_err(|e| e.message)?;
+        doc.insert("config".into(), c);
     }
     let mut rendered_steps = vec![];
     let mut failed = false;
     for spec in loaded.recipe.stage(stage) {
         let mut ctx = ContextParts {
-            environment: &environment,
+            environment,
             vars: &vars,
             steps: &Map::new(),
             state: state.values(),
@@ -89,6 +147,19 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
         value = with_placeholders(value);
         let mut entry = Map::new();
         entry.insert("id".into(), Json::String(spec.id().into()));
+        // A step the job would skip renders nothing: its fields may read what only exists
+        // when its condition holds (`job.X` under `when: job.X is defined`). A condition that
+        // reads earlier steps or the state cannot be decided here, and the step is shown.
+        if let Some(w) = &spec.common.when
+            && !depends_on_the_job(&Json::String(w.clone()))
+            && let Ok(false) = interp.templater.condition(w, &value)
+        {
+            entry.insert("kind".into(), Json::String(spec.kind.clone()));
+            entry.insert("when".into(), Json::String(w.clone()));
+            entry.insert("skipped".into(), Json::Bool(true));
+            rendered_steps.push(Json::Object(entry));
+            continue;
+        }
         let fields = match spec.kind_and_args() {
             Json::Object(m) => m,
             _ => Map::new(),
@@ -118,9 +189,10 @@ pub fn run(recipes: &[PathBuf], stage: Option<&str>, env_file: Option<&Path>) ->
         rendered_steps.push(Json::Object(entry));
     }
     doc.insert(stage.name().into(), Json::Array(rendered_steps));
-    let text = serde_saphyr::to_string(&Json::Object(doc)).unwrap_or_default();
-    print!("{}", redactor.redact(&text));
-    i32::from(failed)
+    Ok(StageRender {
+        doc: Json::Object(doc),
+        failed,
+    })
 }
 
 /// Whether a field's templates read earlier steps' outputs or the job state.

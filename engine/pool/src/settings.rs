@@ -19,6 +19,7 @@ pub struct PoolSettings {
     pub key: IndexMap<String, Json>,
     /// The pool keys kept warm, and how many idle VMs of each.
     #[serde(default)]
+    #[schemars(extend("x-static" = true))]
     pub warm: Vec<WarmKey>,
     /// At most this many VMs of the daemon's at once, idle plus claimed by jobs still running.
     #[serde(default = "default_max_instances")]
@@ -81,6 +82,7 @@ pub struct PoolSettings {
 #[serde(deny_unknown_fields)]
 pub struct WarmKey {
     /// The key's values, e.g. `{flavor: m1.small, image: ubuntu-24.04}`.
+    #[schemars(extend("x-static" = true))]
     pub key: IndexMap<String, String>,
     /// Idle VMs to keep ready, outside the periods below.
     #[schemars(range(max = 1000))]
@@ -88,6 +90,7 @@ pub struct WarmKey {
     pub idle: u32,
     /// Periods with another idle count (office hours, nights); the last that matches wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-static" = true))]
     pub periods: Vec<crate::schedule::Period>,
 }
 

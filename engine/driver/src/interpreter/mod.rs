@@ -261,17 +261,12 @@ impl<'a> Interpreter<'a> {
         outputs: &Map<String, Json>,
         run: Option<&RunArgs>,
     ) -> Outcome {
-        let mut pool = match self.job_pool_key(state, vars, outputs, run) {
-            Ok(key) => key,
+        let environment = match self.provision_environment(state, vars, outputs, run, new_vm_id()) {
+            Ok(environment) => environment,
             Err(e) => {
                 self.log.error(&e.message);
                 return Outcome::SystemFailure;
             }
-        };
-        pool.insert("vm".into(), Json::String(new_vm_id()));
-        let environment = Environment {
-            pool,
-            ..self.environment.clone()
         };
         let inline = Interpreter {
             loaded: self.loaded,
@@ -294,6 +289,24 @@ impl<'a> Interpreter<'a> {
     }
 
     /// The recipe's `pool.key`, rendered in the job's context.
+    /// What `provision` sees when it runs for this job: this environment, with `pool` set to
+    /// the recipe's `pool.key` rendered for the job and `pool.vm` to `vm`.
+    pub fn provision_environment(
+        &self,
+        state: &JobState,
+        vars: &Map<String, Json>,
+        outputs: &Map<String, Json>,
+        run: Option<&RunArgs>,
+        vm: String,
+    ) -> Result<Environment, RecipeError> {
+        let mut pool = self.job_pool_key(state, vars, outputs, run)?;
+        pool.insert("vm".into(), Json::String(vm));
+        Ok(Environment {
+            pool,
+            ..self.environment.clone()
+        })
+    }
+
     fn job_pool_key(
         &self,
         state: &JobState,

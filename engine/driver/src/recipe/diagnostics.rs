@@ -28,6 +28,11 @@ pub struct ProblemReport {
     severity: Severity,
     file: Option<Quoted>,
     span: Option<SourceSpan>,
+    /// Places that explain this one, each quoting its own file (a label cannot leave its
+    /// diagnostic's file, and the base a problem clashes with is usually another file).
+    related: Vec<ProblemReport>,
+    /// A related place is advice, not a second problem.
+    advice: bool,
 }
 
 /// What a report quotes: the whole file, or one window of a long line.
@@ -80,10 +85,14 @@ impl SourceCode for Excerpt {
 
 impl Diagnostic for ProblemReport {
     fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        if self.advice {
+            return None;
+        }
         Some(Box::new(format!("recipe::{}", self.code)))
     }
     fn severity(&self) -> Option<miette::Severity> {
         Some(match self.severity {
+            _ if self.advice => miette::Severity::Advice,
             Severity::Error => miette::Severity::Error,
             Severity::Warning => miette::Severity::Warning,
         })
@@ -92,6 +101,12 @@ impl Diagnostic for ProblemReport {
         self.help
             .as_ref()
             .map(|h| Box::new(h.clone()) as Box<dyn std::fmt::Display>)
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.related.iter().map(|r| r as &dyn Diagnostic)))
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         match self.file.as_ref()? {
@@ -116,23 +131,25 @@ pub fn reports(problems: &Problems) -> Vec<ProblemReport> {
         .iter()
         .map(|f| Arc::new(NamedSource::new(f.name.clone(), f.text.clone()).with_language("yaml")))
         .collect();
+    // A place is quoted from its file, or as a window when its line is too long to quote.
+    let quote = |loc: Option<Loc>| match loc {
+        Some(l) => match excerpt(&problems.sources, l) {
+            Some((e, span)) => (Some(Quoted::Excerpt(e)), Some(span)),
+            None => (
+                Some(Quoted::File(named[l.file].clone())),
+                Some(SourceSpan::new(
+                    l.start.into(),
+                    l.end.saturating_sub(l.start),
+                )),
+            ),
+        },
+        None => (None, None),
+    };
     problems
         .list
         .iter()
         .map(|p: &Problem| {
-            let (file, span) = match p.loc {
-                Some(l) => match excerpt(&problems.sources, l) {
-                    Some((e, span)) => (Some(Quoted::Excerpt(e)), Some(span)),
-                    None => (
-                        Some(Quoted::File(named[l.file].clone())),
-                        Some(SourceSpan::new(
-                            l.start.into(),
-                            l.end.saturating_sub(l.start),
-                        )),
-                    ),
-                },
-                None => (None, None),
-            };
+            let (file, span) = quote(p.loc);
             ProblemReport {
                 message: p.message.clone(),
                 code: p.code,
@@ -140,6 +157,24 @@ pub fn reports(problems: &Problems) -> Vec<ProblemReport> {
                 severity: p.severity,
                 file,
                 span,
+                related: p
+                    .related
+                    .iter()
+                    .map(|r| {
+                        let (file, span) = quote(Some(r.loc));
+                        ProblemReport {
+                            message: r.message.clone(),
+                            code: p.code,
+                            help: None,
+                            severity: p.severity,
+                            file,
+                            span,
+                            related: vec![],
+                            advice: true,
+                        }
+                    })
+                    .collect(),
+                advice: false,
             }
         })
         .collect()

@@ -2,9 +2,10 @@
 //!
 //! On top of what loading finds (YAML syntax, schema, overrides), lint checks what only makes
 //! sense across the recipe: duplicate ids, references to steps that do not exist or come later,
-//! template syntax, and names a template reads that nothing defines.
+//! template syntax, and names a template reads that nothing defines; then, on a recipe with
+//! none of those, what rendering it for the sample job would refuse (`sample_render`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use serde_json::Value as Json;
@@ -30,6 +31,11 @@ pub fn lint(paths: &[PathBuf]) -> Problems {
         list.extend(loader::validate(&doc.json, &doc.spans));
         list.extend(semantic(&doc));
         list.extend(crate::recipe::taint::check(&doc));
+        // Values are worth trying only on a recipe whose shape and names are right; else the
+        // same mistake would be reported twice, once by name and once by its effect.
+        if !list.iter().any(|p| p.is_error()) {
+            list.extend(crate::recipe::sample_render::check(&Templater::new(), &doc));
+        }
     }
     list.sort_by_key(|p| p.loc.map(|l| (l.file, l.start)));
     list.dedup();
@@ -58,24 +64,12 @@ fn steps(doc: &Document) -> Vec<(Stage, usize, &Map<String, Json>)> {
 fn semantic(l: &Document) -> Vec<Problem> {
     let t = Templater::new();
     let mut problems = vec![];
-    let mut seen: HashMap<&str, String> = HashMap::new();
     let all = steps(l);
-    for (stage, index, step) in &all {
-        let Some(id) = step.get("id").and_then(|i| i.as_str()) else {
-            continue;
-        };
-        let at = format!("/{}/{index}/id", stage.name());
-        if let Some(first) = seen.insert(id, at.clone()) {
-            problems.push(
-                Problem::new(
-                    "duplicate-id",
-                    format!("step id `{id}` is used twice"),
-                    l.spans.value_loc(&at),
-                )
-                .with_help(format!("the first use is at {}", locate(l, &first))),
-            );
-        }
-    }
+    problems.extend(duplicate_ids(l, &all));
+    let all_ids: Vec<&str> = all
+        .iter()
+        .filter_map(|(_, _, step)| step.get("id").and_then(|i| i.as_str()))
+        .collect();
     // vars may read the ones above them
     let mut defined_vars: HashSet<String> = HashSet::new();
     // Vars that read the job, directly or through other vars: `provision` may not use them.
@@ -97,6 +91,7 @@ fn semantic(l: &Document) -> Vec<Problem> {
                 vars: &defined_vars,
                 job_vars: &job_vars,
                 steps: &[],
+                all_steps: &all_ids,
                 stage: None,
             },
             &mut problems,
@@ -125,6 +120,7 @@ fn semantic(l: &Document) -> Vec<Problem> {
                     vars: &defined_vars,
                     job_vars: &job_vars,
                     steps: &[],
+                    all_steps: &all_ids,
                     stage: None,
                 },
                 &mut problems,
@@ -141,22 +137,34 @@ fn semantic(l: &Document) -> Vec<Problem> {
                 vars: &stage_vars,
                 job_vars: &job_vars,
                 steps: &earlier,
+                all_steps: &all_ids,
                 stage: Some(stage),
             };
             if let Some(cond) = step.get("when").and_then(|w| w.as_str()) {
                 let at = format!("{pointer}/when");
-                match t.expression_names(cond) {
-                    Ok(names) => {
-                        let calls = t.unknown_calls_in_expression(cond);
-                        let names = not_called(names, &calls);
-                        check_names(&t, l, &names, &at, &scope, &mut problems);
-                        unknown_calls(l, &at, cond, calls, &mut problems);
+                if is_braced(cond) {
+                    problems.push(
+                        Problem::new(
+                            "when-braces",
+                            "`when` is already an expression: write it without `{{ }}`",
+                            l.spans.value_loc(&at),
+                        )
+                        .with_help(format!("write `when: \"{}\"`", unbraced(cond))),
+                    );
+                } else {
+                    match t.expression_names(cond) {
+                        Ok(names) => {
+                            let calls = t.unknown_calls_in_expression(cond);
+                            let names = not_called(names, &calls);
+                            check_names(&t, l, &names, &at, &scope, &mut problems);
+                            unknown_calls(l, &at, cond, calls, &mut problems);
+                        }
+                        Err(e) => problems.push(Problem::new(
+                            "template-syntax",
+                            e.message,
+                            l.spans.value_loc(&at),
+                        )),
                     }
-                    Err(e) => problems.push(Problem::new(
-                        "template-syntax",
-                        e.message,
-                        l.spans.value_loc(&format!("{pointer}/when")),
-                    )),
                 }
             }
             for (key, value) in step
@@ -179,6 +187,52 @@ fn semantic(l: &Document) -> Vec<Problem> {
     problems
 }
 
+/// A step id used twice is reported at the use from the latest layer, where the author who
+/// added it can rename it, with the other use beside it: an override's `insert` that repeats a
+/// base id is the override's mistake even when the merge puts it first.
+fn duplicate_ids(l: &Document, all: &[(Stage, usize, &Map<String, Json>)]) -> Vec<Problem> {
+    let mut uses: indexmap::IndexMap<&str, Vec<(usize, String)>> = indexmap::IndexMap::new();
+    for (order, (stage, index, step)) in all.iter().enumerate() {
+        if let Some(id) = step.get("id").and_then(|i| i.as_str()) {
+            uses.entry(id)
+                .or_default()
+                .push((order, format!("/{}/{index}/id", stage.name())));
+        }
+    }
+    let layer = |pointer: &str| {
+        l.spans
+            .value_loc(pointer)
+            .map_or(0, |loc| l.sources.get(loc.file).layer)
+    };
+    let mut problems = vec![];
+    for (id, mut at) in uses {
+        if at.len() < 2 {
+            continue;
+        }
+        at.sort_by_key(|(order, pointer)| (layer(pointer), *order));
+        let first = &at[0].1;
+        let first_loc = l.spans.value_loc(first);
+        for (_, pointer) in &at[1..] {
+            let loc = l.spans.value_loc(pointer);
+            let other_file = match (loc, first_loc) {
+                (Some(a), Some(b)) => a.file != b.file,
+                _ => false,
+            };
+            let p = Problem::new("duplicate-id", format!("step id `{id}` is used twice"), loc);
+            problems.push(if other_file {
+                p.with_help("step ids are unique across the merged recipe; rename this one")
+                    .with_related(
+                        first_loc,
+                        format!("`{id}` is already a step of the base recipe"),
+                    )
+            } else {
+                p.with_help(format!("the first use is at {}", locate(l, first)))
+            });
+        }
+    }
+    problems
+}
+
 /// Every name a value's templates read, through arrays and maps.
 fn names_in(t: &Templater, v: &Json) -> Vec<String> {
     match v {
@@ -189,12 +243,25 @@ fn names_in(t: &Templater, v: &Json) -> Vec<String> {
     }
 }
 
+/// A condition written as a template, `{{ job.X == '1' }}`, as GitHub Actions' `if:` allows.
+fn is_braced(cond: &str) -> bool {
+    let t = cond.trim();
+    t.starts_with("{{") && t.ends_with("}}")
+}
+
+fn unbraced(cond: &str) -> &str {
+    let t = cond.trim();
+    t[2..t.len() - 2].trim()
+}
+
 struct Scope<'a> {
     vars: &'a HashSet<String>,
     /// Vars that read `job` or `trusted`, directly or through other vars.
     job_vars: &'a HashSet<String>,
     /// Ids of the steps before this one in the same stage.
     steps: &'a [String],
+    /// Every step id of the recipe, to suggest one for a misspelled reference.
+    all_steps: &'a [&'a str],
     stage: Option<Stage>,
 }
 
@@ -382,10 +449,13 @@ fn check_names(
                 } else {
                     format!("no earlier step of this stage has id `{id}`")
                 };
-                out.push(
-                    Problem::new("unknown-step-ref", format!("`steps.{id}`: {where_}"), loc)
-                        .with_help("a step reads outputs of steps before it in the same stage; across stages use `save_state` and `state.<name>`"),
-                );
+                let p = Problem::new("unknown-step-ref", format!("`steps.{id}`: {where_}"), loc);
+                let earlier = scope.steps.iter().map(String::as_str);
+                let known = scope.all_steps.contains(&id);
+                out.push(match crate::recipe::schema_check::did_you_mean(id, earlier) {
+                    Some(s) if !known => p.with_help(format!("did you mean `steps.{s}`?")),
+                    _ => p.with_help("a step reads outputs of steps before it in the same stage; across stages use `save_state` and `state.<name>`"),
+                });
             }
             ("run", _) if scope.stage != Some(Stage::Run) && scope.stage.is_some() => {
                 out.push(Problem::new(

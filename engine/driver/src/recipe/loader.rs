@@ -93,6 +93,7 @@ pub fn load_document(paths: &[PathBuf]) -> Document {
             start: 0,
             end: 0,
         },
+        patched_at: None,
     };
     if paths.is_empty() {
         problems.push(Problem::new(
@@ -101,10 +102,13 @@ pub fn load_document(paths: &[PathBuf]) -> Document {
             None,
         ));
     }
+    let mut rank = 0;
     for path in paths {
         let mut chain = vec![];
         load_layers(path, &mut sources, &mut problems, &mut chain);
         for layer in chain {
+            sources.files[layer.loc.file].layer = rank;
+            rank += 1;
             overrides::apply(&mut merged, &layer, &mut problems);
         }
     }
@@ -148,7 +152,11 @@ fn load_layers(
     let node = match spanned_yaml::parse(file, &sources.get(file).text.clone()) {
         Ok(n) => n,
         Err(e) => {
-            problems.push(Problem::new("yaml-syntax", e.message, Some(e.loc)));
+            let p = Problem::new("yaml-syntax", e.message, Some(e.loc));
+            problems.push(match e.help {
+                Some(h) => p.with_help(h),
+                None => p,
+            });
             return;
         }
     };

@@ -7,12 +7,14 @@
 pub mod config_block;
 pub mod deferred;
 pub mod diagnostics;
+pub mod habits;
 pub mod lint;
 pub mod loader;
 pub mod model;
 pub mod overrides;
 pub mod problem;
 pub mod retry_policy;
+pub mod sample_render;
 pub mod schema;
 pub mod schema_check;
 pub mod source_file;

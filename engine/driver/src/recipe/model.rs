@@ -67,21 +67,27 @@ pub struct Recipe {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-static" = true))]
     pub cleanup: Vec<StepSpec>,
-    /// Override only: merge these mappings into the steps with these ids (`null` removes a key).
+    /// Override only: a mapping from step id to the fields to merge into that step, e.g.
+    /// `patch: {console: {on_failure: ignore}}`. Each entry is itself a mapping: its mappings
+    /// merge key by key, any other value replaces, and `null` deletes a key. To drop a step,
+    /// use `remove`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(extend("x-static" = true))]
     pub patch: IndexMap<String, Json>,
-    /// Override only: drop the steps with these ids.
+    /// Override only: a list of the ids of the steps to drop, e.g. `remove: [console]` (a list
+    /// even for one id).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-static" = true))]
     pub remove: Vec<String>,
-    /// Override only: add steps before or after a step of the base recipe.
+    /// Override only: a list of insertions, each adding steps before or after a step of the
+    /// base recipe: `insert: [{after: server, steps: [...]}]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-static" = true))]
     pub insert: Vec<Insertion>,
 }
 
-/// Steps to add next to an existing one. Give exactly one of `before` and `after`.
+/// Steps to add next to an existing one: exactly one of `before` and `after`, naming one step
+/// id, and `steps`, a list of steps as in a stage.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Insertion {

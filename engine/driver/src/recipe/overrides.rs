@@ -22,6 +22,10 @@ const STAGES: [&str; 4] = ["provision", "prepare", "run", "cleanup"];
 const OVERRIDE_KEYS: [&str; 4] = ["patch", "remove", "insert", "extends"];
 
 /// Apply `layer` on top of `base`, collecting every problem rather than stopping at the first.
+///
+/// The directives are checked for shape first: the merge consumes them, so no later check
+/// (the schema's included) ever sees `remove: console` or a `patch` that is a list, and a
+/// directive of the wrong shape would otherwise be dropped without a word.
 pub fn apply(base: &mut Node, layer: &Node, problems: &mut Vec<Problem>) {
     let (Tree::Map(base_map), Some(layer_map)) = (&mut base.tree, layer.as_map()) else {
         problems.push(Problem::new(
@@ -31,40 +35,37 @@ pub fn apply(base: &mut Node, layer: &Node, problems: &mut Vec<Problem>) {
         ));
         return;
     };
+    let known_ids = all_ids(base_map);
     for stage in STAGES {
         if let Some((kl, steps)) = layer_map.get(stage) {
             base_map.insert(stage.to_string(), (*kl, steps.clone()));
         }
     }
-    if let Some((_, remove)) = layer_map.get("remove") {
-        for item in seq(remove) {
-            match item.as_str() {
-                Some(id) => {
-                    if take_step(base_map, id).is_none() {
-                        problems.push(unknown_id(id, item.loc, "remove"));
-                    }
-                }
-                None => problems.push(Problem::new(
-                    "invalid-type",
-                    "`remove` lists step ids (strings)",
-                    Some(item.loc),
-                )),
-            }
-        }
-    }
-    if let Some((_, patch)) = layer_map.get("patch")
-        && let Some(patches) = patch.as_map()
+    if let Some((_, remove)) = layer_map.get("remove")
+        && let Some(ids) = remove_shape(remove, problems)
     {
-        for (id, (key_loc, change)) in patches {
-            match find_step_mut(base_map, id) {
-                Some(step) => merge(step, change),
-                None => problems.push(unknown_id(id, *key_loc, "patch")),
+        for (id, loc) in ids {
+            if take_step(base_map, id).is_none() {
+                problems.push(unknown_id(id, loc, "remove", &known_ids));
             }
         }
     }
-    if let Some((_, insert)) = layer_map.get("insert") {
-        for ins in seq(insert) {
-            insert_steps(base_map, ins, problems);
+    if let Some((key, patch)) = layer_map.get("patch")
+        && let Some(patches) = patch_shape(*key, patch, problems)
+    {
+        for (id, key_loc, change) in patches {
+            match find_step_mut(base_map, id) {
+                Some(step) => {
+                    merge(step, change);
+                    step.patched_at = Some(key_loc);
+                }
+                None => problems.push(unknown_id(id, key_loc, "patch", &known_ids)),
+            }
+        }
+    }
+    if let Some((key, insert)) = layer_map.get("insert") {
+        for ins in insert_shape(*key, insert, problems) {
+            insert_steps(base_map, ins, problems, &known_ids);
         }
     }
     for (key, (kl, value)) in layer_map {
@@ -80,13 +81,224 @@ pub fn apply(base: &mut Node, layer: &Node, problems: &mut Vec<Problem>) {
     }
 }
 
-fn unknown_id(id: &str, loc: Loc, what: &str) -> Problem {
-    Problem::new(
+fn shape(message: impl Into<String>, loc: Loc, help: impl Into<String>) -> Problem {
+    Problem::new("override-shape", message, Some(loc)).with_help(help)
+}
+
+/// The ids `remove` lists, or `None` when it is not a list.
+fn remove_shape<'a>(node: &'a Node, problems: &mut Vec<Problem>) -> Option<Vec<(&'a str, Loc)>> {
+    let items = match &node.tree {
+        Tree::Seq(items) => items,
+        Tree::Scalar(Json::String(id)) => {
+            problems.push(shape(
+                "`remove` takes a list of step ids, not one id",
+                node.loc,
+                format!("write `remove: [{id}]`"),
+            ));
+            return None;
+        }
+        _ => {
+            problems.push(shape(
+                "`remove` takes a list of step ids",
+                node.loc,
+                "write `remove: [console, ready]`",
+            ));
+            return None;
+        }
+    };
+    let mut ids = vec![];
+    for item in items {
+        match item.as_str() {
+            Some(id) => ids.push((id, item.loc)),
+            None => problems.push(shape(
+                "`remove` lists step ids, and this is not one",
+                item.loc,
+                "write each id as a plain word: `remove: [console, ready]`",
+            )),
+        }
+    }
+    Some(ids)
+}
+
+/// Each patch as (step id, where the id is written, the fields to merge), or `None` when
+/// `patch` is not a mapping. A block of the wrong shape is reported at its key: its own span
+/// runs on to the next line.
+fn patch_shape<'a>(
+    key: Loc,
+    node: &'a Node,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<(&'a str, Loc, &'a Node)>> {
+    let Some(patches) = node.as_map() else {
+        problems.push(shape(
+            "`patch` maps step ids to the fields to change",
+            key,
+            "write `patch:` with one entry per step, e.g. `console: {on_failure: ignore}` on the \
+             line below, indented",
+        ));
+        return None;
+    };
+    let mut out = vec![];
+    for (id, (key_loc, change)) in patches {
+        if change.as_map().is_some() {
+            out.push((id.as_str(), *key_loc, change));
+            continue;
+        }
+        let help = match &change.tree {
+            Tree::Scalar(Json::Null) => format!(
+                "to drop the step, write `remove: [{id}]`; to change it, list its fields under \
+                 `{id}:`"
+            ),
+            Tree::Seq(_) => format!(
+                "a patch is a mapping, not a list: write the fields under `{id}:` without `- `"
+            ),
+            _ => format!("list the fields to change under `{id}:`, e.g. `{id}: {{timeout: 30s}}`"),
+        };
+        let at = match change.tree {
+            Tree::Scalar(_) => change.loc,
+            _ => *key_loc,
+        };
+        problems.push(shape(
+            format!("the patch of step `{id}` must be a mapping of the fields to change"),
+            at,
+            help,
+        ));
+    }
+    Some(out)
+}
+
+const INSERTION_KEYS: [&str; 3] = ["before", "after", "steps"];
+
+/// The insertions of the right shape; each wrong one is reported at its own place.
+fn insert_shape<'a>(key: Loc, node: &'a Node, problems: &mut Vec<Problem>) -> Vec<&'a Node> {
+    let items: Vec<&Node> = match &node.tree {
+        Tree::Seq(items) => items.iter().collect(),
+        Tree::Map(m) if m.keys().any(|k| INSERTION_KEYS.contains(&k.as_str())) => {
+            problems.push(shape(
+                "`insert` takes a list of insertions",
+                m.values().next().map_or(key, |(kl, _)| *kl),
+                "start the insertion with `- `: `insert:` then `  - after: ID` and `    steps: [...]`",
+            ));
+            return vec![];
+        }
+        _ => {
+            problems.push(shape(
+                "`insert` takes a list of insertions",
+                key,
+                "each insertion is `- before: ID` or `- after: ID`, with the new steps under `steps:`",
+            ));
+            return vec![];
+        }
+    };
+    let mut out = vec![];
+    for ins in items {
+        // The first key stands for the insertion: the item's span runs on to the next one.
+        let first_key = ins
+            .as_map()
+            .and_then(|m| m.values().next())
+            .map_or(ins.loc, |(kl, _)| *kl);
+        let Some(fields) = ins.as_map() else {
+            problems.push(shape(
+                "an insertion is a mapping with `before` or `after`, and `steps`",
+                ins.loc,
+                "write `- after: ID` and, below it, `  steps: [...]`",
+            ));
+            continue;
+        };
+        let mut ok = true;
+        for (key, (kl, _)) in fields {
+            if !INSERTION_KEYS.contains(&key.as_str()) {
+                ok = false;
+                let p = Problem::new(
+                    "unknown-field",
+                    format!("unknown field `{key}` in an insertion"),
+                    Some(*kl),
+                );
+                problems.push(
+                    match crate::recipe::schema_check::did_you_mean(key, INSERTION_KEYS) {
+                        Some(s) => p.with_help(format!("did you mean `{s}`?")),
+                        None => p.with_help("an insertion has `before` or `after`, and `steps`"),
+                    },
+                );
+            }
+        }
+        match (fields.get("before"), fields.get("after")) {
+            (Some((_, n)), None) | (None, Some((_, n))) if n.as_str().is_none() => {
+                ok = false;
+                problems.push(shape(
+                    "`before` and `after` name one step id",
+                    n.loc,
+                    "write the id as a plain word, e.g. `after: server`",
+                ));
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            (Some(_), Some((_, second))) => {
+                ok = false;
+                let at = fields
+                    .get_index_of("after")
+                    .max(fields.get_index_of("before"));
+                let at = at
+                    .and_then(|i| fields.get_index(i))
+                    .map_or(second.loc, |(_, (kl, _))| *kl);
+                problems.push(shape(
+                    "an insertion needs exactly one of `before` and `after`",
+                    at,
+                    "split it in two insertions to add steps at two places",
+                ));
+            }
+            (None, None) => {
+                ok = false;
+                problems.push(shape(
+                    "an insertion needs exactly one of `before` and `after`",
+                    first_key,
+                    "name the step to insert at: `- before: ID` or `- after: ID`",
+                ));
+            }
+        }
+        match fields.get("steps") {
+            Some((_, n)) if matches!(n.tree, Tree::Seq(_)) => {}
+            Some((_, n)) => {
+                ok = false;
+                problems.push(shape(
+                    "`steps` of an insertion is a list of steps",
+                    n.loc,
+                    "start each step with `- `, as in a stage",
+                ));
+            }
+            None => {
+                ok = false;
+                problems.push(shape(
+                    "this insertion has no `steps`",
+                    first_key,
+                    "list the steps to add under `steps:`",
+                ));
+            }
+        }
+        if ok {
+            out.push(ins);
+        }
+    }
+    out
+}
+
+fn unknown_id(id: &str, loc: Loc, what: &str, known: &[String]) -> Problem {
+    let p = Problem::new(
         "unknown-step-id",
         format!("`{what}` names step `{id}`, which the base recipe does not have"),
         Some(loc),
-    )
-    .with_help("step ids are listed by `executor render --recipe BASE`")
+    );
+    match crate::recipe::schema_check::did_you_mean(id, known.iter().map(String::as_str)) {
+        Some(s) => p.with_help(format!("did you mean `{s}`?")),
+        None => p.with_help("step ids are listed by `executor render --recipe BASE`"),
+    }
+}
+
+/// Every step id of the base, for suggestions; taken before the layer changes anything.
+fn all_ids(map: &IndexMap<String, (Loc, Node)>) -> Vec<String> {
+    map.iter()
+        .filter(|(k, _)| STAGES.contains(&k.as_str()))
+        .flat_map(|(_, (_, n))| seq(n))
+        .filter_map(|s| step_id(s).map(String::from))
+        .collect()
 }
 
 fn seq(node: &Node) -> &[Node] {
@@ -122,23 +334,20 @@ fn take_step(map: &mut IndexMap<String, (Loc, Node)>, id: &str) -> Option<Node> 
     None
 }
 
-fn insert_steps(map: &mut IndexMap<String, (Loc, Node)>, ins: &Node, problems: &mut Vec<Problem>) {
+/// Adds the steps of one insertion, whose shape `insert_shape` has checked.
+fn insert_steps(
+    map: &mut IndexMap<String, (Loc, Node)>,
+    ins: &Node,
+    problems: &mut Vec<Problem>,
+    known: &[String],
+) {
     let Some(fields) = ins.as_map() else { return };
-    let anchor = match (fields.get("before"), fields.get("after")) {
-        (Some((_, n)), None) => n.as_str().map(|id| (id, n.loc, 0)),
-        (None, Some((_, n))) => n.as_str().map(|id| (id, n.loc, 1)),
-        _ => {
-            problems.push(Problem::new(
-                "invalid-insert",
-                "an insertion needs exactly one of `before` and `after`",
-                Some(ins.loc),
-            ));
-            return;
-        }
+    let (anchor, offset) = match (fields.get("before"), fields.get("after")) {
+        (Some((_, n)), None) => (n, 0),
+        (None, Some((_, n))) => (n, 1),
+        _ => return,
     };
-    let Some((id, loc, offset)) = anchor else {
-        return;
-    };
+    let Some(id) = anchor.as_str() else { return };
     let new_steps = fields
         .get("steps")
         .map(|(_, n)| seq(n).to_vec())
@@ -150,7 +359,7 @@ fn insert_steps(map: &mut IndexMap<String, (Loc, Node)>, ins: &Node, problems: &
             return;
         }
     }
-    problems.push(unknown_id(id, loc, "insert"));
+    problems.push(unknown_id(id, anchor.loc, "insert", known));
 }
 
 /// Deep merge: mappings key by key, anything else replaces; `null` deletes.

@@ -19,6 +19,16 @@ pub struct Problem {
     pub loc: Option<Loc>,
     pub help: Option<String>,
     pub severity: Severity,
+    /// Other places that explain this one, often in another file: a problem is reported where
+    /// the author can fix it (an override), and what it clashes with (the base) comes here.
+    pub related: Vec<Related>,
+}
+
+/// A place quoted beside a problem, with why it matters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Related {
+    pub loc: Loc,
+    pub message: String,
 }
 
 impl Problem {
@@ -29,6 +39,7 @@ impl Problem {
             loc,
             help: None,
             severity: Severity::Error,
+            related: vec![],
         }
     }
 
@@ -43,6 +54,16 @@ impl Problem {
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_related(mut self, loc: Option<Loc>, message: impl Into<String>) -> Self {
+        if let Some(loc) = loc {
+            self.related.push(Related {
+                loc,
+                message: message.into(),
+            });
+        }
         self
     }
 }
@@ -64,18 +85,26 @@ impl Problems {
                     Severity::Error => p.message.clone(),
                     Severity::Warning => format!("warning: {}", p.message),
                 };
-                match p.loc {
-                    Some(loc) => {
-                        let (line, col) = self.sources.line_col(loc);
-                        format!(
-                            "{}:{line}:{col}: {message}",
-                            self.sources.get(loc.file).name
-                        )
-                    }
-                    None => message,
+                let mut line = self.at(p.loc, &message);
+                for r in &p.related {
+                    line.push_str(&format!("\n  {}", self.at(Some(r.loc), &r.message)));
                 }
+                line
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    fn at(&self, loc: Option<Loc>, message: &str) -> String {
+        match loc {
+            Some(loc) => {
+                let (line, col) = self.sources.line_col(loc);
+                format!(
+                    "{}:{line}:{col}: {message}",
+                    self.sources.get(loc.file).name
+                )
+            }
+            None => message.to_string(),
+        }
     }
 }

@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use jsonschema::error::ValidationErrorKind;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::types::JsonType as PrimitiveType;
 use jsonschema::{ValidationError, Validator};
 use serde_json::{Map, Value as Json};
 
+use crate::recipe::habits::{self, Place};
 use crate::recipe::problem::Problem;
 use crate::recipe::spanned_yaml::SpanMap;
 
@@ -27,7 +29,7 @@ struct KindCheck {
     validator: OnceLock<Validator>,
 }
 
-const STEP_LISTS: [&str; 3] = ["/prepare", "/run", "/cleanup"];
+const STEP_LISTS: [&str; 4] = ["/provision", "/prepare", "/run", "/cleanup"];
 
 impl SchemaCheck {
     pub fn get() -> &'static SchemaCheck {
@@ -352,6 +354,25 @@ fn to_problems(
                     format!("unknown field `{key}`"),
                     spans.key_loc(&at),
                 );
+                let place = match (prefix, e.instance_path().as_str()) {
+                    ("", "") => Some(Place::Top),
+                    (_, "") => Some(Place::Step),
+                    _ => None,
+                };
+                if let Some(advice) = place.and_then(|place| habits::advice(place, key)) {
+                    return p.with_help(advice);
+                }
+                // A field of the base that a patch's new `kind` does not have.
+                if let Some(at) = spans.patched.get(&path)
+                    && p.loc.is_some_and(|l| l.file != at.file)
+                {
+                    let base = p.loc;
+                    return Problem { loc: Some(*at), ..p }
+                        .with_help(format!(
+                            "the patch changes the step's kind; `{key}: null` in the patch deletes the field"
+                        ))
+                        .with_related(base, format!("`{key}` is in the base recipe's step"));
+                }
                 match did_you_mean(key, fields.iter().map(|s| s.as_str())) {
                     Some(s) => p.with_help(format!("did you mean `{s}`?")),
                     None if !fields.is_empty() => {
@@ -361,20 +382,28 @@ fn to_problems(
                 }
             })
             .collect(),
-        ValidationErrorKind::Required { property } => vec![Problem::new(
-            "missing-field",
-            format!("missing field {property}"),
-            spans.value_loc(&path),
-        )],
+        ValidationErrorKind::Required { property } => {
+            // A step's `kind` is what asks for the field; the step's own span would run on
+            // to the next step.
+            let at = spans
+                .values
+                .get(&format!("{path}/kind"))
+                .copied()
+                .or_else(|| spans.value_loc(&path));
+            let p = Problem::new("missing-field", format!("missing field {property}"), at);
+            vec![blame_the_patch(p, &path, spans)]
+        }
         ValidationErrorKind::AnyOf { context } => {
-            // The first branch is the typed one; the second only admits a template string.
+            // The first branch is the typed one. Only a field whose other branch admits a
+            // template string may be computed; `retry` is an `anyOf` of a mapping and null.
+            let templatable = template_allowed_at(schema, e.instance_path().as_str());
             let inner: Vec<Problem> = context
                 .first()
                 .into_iter()
                 .flatten()
                 .flat_map(|c| to_problems(c, prefix, spans, schema))
                 .map(|p| match p.code {
-                    "invalid-type" => p.with_help(
+                    "invalid-type" if templatable => p.with_help(
                         "a value that is computed can be a template, e.g. \"{{ vars.size }}\"",
                     ),
                     _ => p,
@@ -447,15 +476,23 @@ fn to_problems(
             // Only the typed branch of a templatable field gets here through `AnyOf`, which
             // adds the template hint; a field that is read before rendering has no such branch.
             match e.instance().as_str() {
-                Some(text) if is_template(text) => vec![literal_only(&field, loc)],
-                _ => vec![Problem::new("invalid-type", e.to_string(), loc)],
+                Some(text) if is_template(text) => vec![literal_only(&field, loc, false)],
+                _ => vec![Problem::new(
+                    "invalid-type",
+                    format!("{} is not {}", e.instance(), expected(e)),
+                    loc,
+                )],
             }
         }
         ValidationErrorKind::Format { format }
             if format == LITERAL_DURATION_FORMAT
                 && e.instance().as_str().is_some_and(is_template) =>
         {
-            vec![literal_only(&field_name(&path), spans.value_loc(&path))]
+            vec![literal_only(
+                &field_name(&path),
+                spans.value_loc(&path),
+                true,
+            )]
         }
         ValidationErrorKind::Format { format }
             if format == DURATION_FORMAT || format == LITERAL_DURATION_FORMAT =>
@@ -482,6 +519,66 @@ fn to_problems(
     }
 }
 
+/// What a `type` error wanted, in words: "an integer", "a list or a mapping". `null` is left
+/// out where other types are allowed: it only means the field may be left empty.
+fn expected(e: &ValidationError<'_>) -> String {
+    let ValidationErrorKind::Type { kind } = e.kind() else {
+        return "of the right type".into();
+    };
+    let types: Vec<PrimitiveType> = match kind {
+        TypeKind::Single(t) => vec![*t],
+        TypeKind::Multiple(ts) => ts.into_iter().collect(),
+    };
+    let mut words: Vec<&str> = types
+        .iter()
+        .filter(|t| types.len() == 1 || !matches!(t, PrimitiveType::Null))
+        .map(|t| match t {
+            PrimitiveType::Array => "a list",
+            PrimitiveType::Boolean => "a boolean (true or false)",
+            PrimitiveType::Integer => "an integer",
+            PrimitiveType::Null => "empty",
+            PrimitiveType::Number => "a number",
+            PrimitiveType::Object => "a mapping",
+            PrimitiveType::String => "a string",
+        })
+        .collect();
+    words.dedup();
+    match words.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "of the right type".into(),
+    }
+}
+
+/// A problem in a step that an override's `patch` changed is the patch's doing when it is
+/// about the step as a whole (a required field the patch deleted, a kind it changed): it is
+/// reported at the patch, with the step as the base has it beside it.
+fn blame_the_patch(p: Problem, path: &str, spans: &SpanMap) -> Problem {
+    match spans.patched.get(path) {
+        Some(at) if Some(at.file) != p.loc.map(|l| l.file) => {
+            // The step's id stands for the step: a mapping's span runs on to the next step.
+            let base = spans
+                .keys
+                .get(&format!("{path}/id"))
+                .copied()
+                .filter(|id| Some(id.file) != Some(at.file))
+                .or(p.loc);
+            Problem {
+                loc: Some(*at),
+                ..p
+            }
+            .with_help("the patch deletes or changes what the step needs")
+            .with_related(base, "the step, as the base recipe has it")
+        }
+        _ => p,
+    }
+}
+
+/// Whether the schema lets the value at instance pointer `path` be a template string.
+fn template_allowed_at(root: &Json, path: &str) -> bool {
+    formats_at(root, path).iter().any(|f| f == TEMPLATE_FORMAT)
+}
+
 /// The last segment of a JSON pointer, `timeout` for `/prepare/0/timeout`.
 fn field_name(path: &str) -> String {
     let last = path.rsplit('/').next().unwrap_or_default();
@@ -489,16 +586,24 @@ fn field_name(path: &str) -> String {
 }
 
 /// A template in a field the interpreter reads before it renders anything.
-fn literal_only(field: &str, loc: Option<crate::recipe::source_file::Loc>) -> Problem {
+fn literal_only(
+    field: &str,
+    loc: Option<crate::recipe::source_file::Loc>,
+    duration: bool,
+) -> Problem {
+    let write = if duration {
+        "write a fixed duration such as `600s` or `10m`"
+    } else {
+        "write a fixed value"
+    };
     Problem::new(
         "template-not-allowed",
         format!("`{field}` cannot be a template"),
         loc,
     )
-    .with_help(
-        "this field is read when the recipe is loaded, before anything is rendered; \
-         write a fixed value (a duration such as `600s` or `10m`, a number, a list)",
-    )
+    .with_help(format!(
+        "this field is read when the recipe is loaded, before anything is rendered; {write}"
+    ))
 }
 
 /// The `format`s the schema gives the value at instance pointer `path`, through `$ref`s and

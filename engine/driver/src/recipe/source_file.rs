@@ -10,6 +10,9 @@ pub struct SourceFile {
     /// The name diagnostics print: the path as the user gave it.
     pub name: String,
     pub text: Arc<str>,
+    /// The file's place in the order layers are merged, base first: a clash between two
+    /// layers is the later one's doing.
+    pub layer: usize,
 }
 
 /// A byte range in one of the loaded files.
@@ -32,6 +35,7 @@ impl Sources {
             path: path.to_path_buf(),
             name: path.display().to_string(),
             text: text.into(),
+            layer: usize::MAX,
         });
         self.files.len() - 1
     }

@@ -19,6 +19,9 @@ pub enum Tree {
 pub struct Node {
     pub tree: Tree,
     pub loc: Loc,
+    /// Where a later layer's `patch` changed this mapping, if one did: a problem the change
+    /// causes in it (a required field deleted with `null`) is the override's to fix.
+    pub patched_at: Option<Loc>,
 }
 
 /// A YAML problem found while reading the file.
@@ -26,6 +29,7 @@ pub struct Node {
 pub struct YamlError {
     pub loc: Loc,
     pub message: String,
+    pub help: Option<String>,
 }
 
 /// Where each JSON pointer of a converted tree came from.
@@ -33,6 +37,8 @@ pub struct YamlError {
 pub struct SpanMap {
     pub values: std::collections::HashMap<String, Loc>,
     pub keys: std::collections::HashMap<String, Loc>,
+    /// The mappings a `patch` changed, and where that patch is.
+    pub patched: std::collections::HashMap<String, Loc>,
 }
 
 impl SpanMap {
@@ -100,6 +106,25 @@ impl Offsets {
     }
 }
 
+/// Why a recipe may not use `*alias` (nor `<<: *alias`): every value has one place, which
+/// diagnostics point at and overrides patch; a copied value would have two.
+const ALIAS_REFUSED: &str = "YAML aliases (`*name`) are not allowed in recipes";
+const ALIAS_HELP: &str = "write each value where it applies, so that a problem points at one place \
+     and an override patches one step; share a value through `vars` (`{{ vars.name }}`)";
+
+/// The character index of the first alias in `text`, if it has one (and parses).
+fn first_alias(text: &str) -> Option<usize> {
+    let mut parser = saphyr_parser::Parser::new_from_str(text);
+    while let Some(Ok((event, span))) = parser.next_event() {
+        match event {
+            saphyr_parser::Event::Alias(_) => return Some(span.start.index()),
+            saphyr_parser::Event::StreamEnd => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// saphyr's reason, in the author's terms where its own words are obscure.
 fn syntax_message(info: &str, text: &str, at: usize) -> String {
     if info.contains("duplicate") {
@@ -120,6 +145,9 @@ fn syntax_message(info: &str, text: &str, at: usize) -> String {
              deeper than its siblings, or a `key: value` after a plain value on the line above), \
              or a value holding `: ` needs quotes"
         );
+    }
+    if info.contains("tab") {
+        return format!("YAML syntax error: {info}; YAML indents with spaces, never tabs");
     }
     format!("YAML syntax error: {info}")
 }
@@ -167,6 +195,7 @@ pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
             message: format!(
                 "YAML nested more than {MAX_DEPTH} levels deep; a recipe needs far fewer"
             ),
+            help: None,
         });
     }
     let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
@@ -178,8 +207,24 @@ pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
                 end: at,
             },
             message: syntax_message(e.info(), text, at),
+            help: None,
         }
     })?;
+    // saphyr resolves aliases by copying the anchored value, so the tree never shows one.
+    if text.contains('*')
+        && let Some(at) = first_alias(text)
+    {
+        let at = offsets.byte(at);
+        return Err(YamlError {
+            loc: Loc {
+                file,
+                start: at,
+                end: at,
+            },
+            message: ALIAS_REFUSED.into(),
+            help: Some(ALIAS_HELP.into()),
+        });
+    }
     let whole = Loc {
         file,
         start: 0,
@@ -189,11 +234,13 @@ pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
         0 => Ok(Node {
             tree: Tree::Map(IndexMap::new()),
             loc: whole,
+            patched_at: None,
         }),
         1 => convert(&docs[0], file, &offsets),
         _ => Err(YamlError {
             loc: whole,
             message: "a recipe file holds one YAML document, found several".into(),
+            help: None,
         }),
     }
 }
@@ -224,10 +271,21 @@ fn convert(y: &MarkedYamlOwned, file: usize, o: &Offsets) -> Result<Node, YamlEr
                 let key = match &k.data {
                     YamlDataOwned::Value(ScalarOwned::String(s)) => s.clone(),
                     YamlDataOwned::Value(other) => scalar_text(other),
+                    // `message: {{ vars.x }}` unquoted is a mapping whose key is a mapping.
+                    YamlDataOwned::Mapping(_) => {
+                        return Err(YamlError {
+                            loc: key_loc,
+                            message: "a value that starts with `{{` must be quoted".into(),
+                            help: Some(
+                                "YAML reads `{ ... }` as a mapping: write `\"{{ ... }}\"`".into(),
+                            ),
+                        });
+                    }
                     _ => {
                         return Err(YamlError {
                             loc: key_loc,
                             message: "mapping keys must be plain scalars".into(),
+                            help: None,
                         });
                     }
                 };
@@ -239,17 +297,23 @@ fn convert(y: &MarkedYamlOwned, file: usize, o: &Offsets) -> Result<Node, YamlEr
         YamlDataOwned::Alias(_) => {
             return Err(YamlError {
                 loc,
-                message: "YAML aliases are not supported in recipes; use an override file or a var instead".into(),
+                message: ALIAS_REFUSED.into(),
+                help: Some(ALIAS_HELP.into()),
             });
         }
         YamlDataOwned::BadValue => {
             return Err(YamlError {
                 loc,
                 message: "this YAML value could not be read".into(),
+                help: None,
             });
         }
     };
-    Ok(Node { tree, loc })
+    Ok(Node {
+        tree,
+        loc,
+        patched_at: None,
+    })
 }
 
 fn scalar(s: &ScalarOwned) -> Json {
@@ -296,6 +360,9 @@ impl Node {
                     .collect(),
             ),
         };
+        if let Some(at) = self.patched_at {
+            spans.patched.insert(pointer.clone(), at);
+        }
         spans.values.insert(pointer, self.loc);
         json
     }

@@ -87,7 +87,67 @@ fn trusted_fields(payload: &Json) -> Map<String, Json> {
     }
 }
 
+/// The job `executor render` shows a stage for when it is given no `--env-file`: a few of
+/// gitlab-runner's predefined variables (as `job.*`, and as `CUSTOM_ENV_*` in `env`) and a
+/// payload's trusted fields. Made-up but plausible, so that a newcomer's first `render` shows a
+/// result; the book's testing chapter lists them.
+pub const SAMPLE_JOB_VARIABLES: [(&str, &str); 16] = [
+    ("CI_JOB_ID", "1234"),
+    ("CI_JOB_NAME", "test"),
+    ("CI_JOB_STAGE", "test"),
+    ("CI_JOB_TIMEOUT", "3600"),
+    ("CI_PROJECT_ID", "42"),
+    ("CI_PROJECT_PATH", "group/project"),
+    ("CI_PROJECT_DIR", "/builds/group/project"),
+    ("CI_BUILDS_DIR", "/builds"),
+    ("CI_PIPELINE_ID", "567"),
+    ("CI_COMMIT_REF_NAME", "main"),
+    ("CI_COMMIT_BRANCH", "main"),
+    ("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567"),
+    ("CI_SERVER_URL", "https://gitlab.example.com"),
+    ("CI_RUNNER_ID", "1"),
+    ("CI_CONCURRENT_ID", "0"),
+    ("GITLAB_USER_LOGIN", "developer"),
+];
+
+/// The sample job's payload, of which `trusted` keeps the allow-listed fields.
+pub fn sample_payload() -> Json {
+    serde_json::json!({
+        "id": 1234,
+        "job_info": {
+            "id": 1234,
+            "project_id": 42,
+            "project_full_path": "group/project",
+            "pipeline_id": 567,
+        },
+        "runner_info": {"timeout": 3600},
+        "git_info": {
+            "protected": false,
+            "repo_url": "https://gitlab.example.com/group/project.git",
+            "repo_object_format": "sha1",
+        },
+    })
+}
+
 impl Environment {
+    /// This environment, with the sample job's values where it has none of its own: a job
+    /// variable the environment sets (`CUSTOM_ENV_X`) wins, and a payload it names
+    /// (`JOB_RESPONSE_FILE`) replaces the sample payload whole.
+    pub fn with_sample_job(mut self) -> Self {
+        for (name, value) in SAMPLE_JOB_VARIABLES {
+            if !self.job.contains_key(name) {
+                self.job.insert(name.into(), Json::String(value.into()));
+                self.env
+                    .entry(format!("{JOB_PREFIX}{name}"))
+                    .or_insert_with(|| Json::String(value.into()));
+            }
+        }
+        if self.trusted.is_empty() {
+            self.trusted = trusted_fields(&sample_payload());
+        }
+        self
+    }
+
     pub fn from_process() -> Self {
         Self::from_pairs(std::env::vars())
     }
@@ -158,5 +218,38 @@ impl ContextParts<'_> {
 
     pub fn to_value(&self) -> minijinja::Value {
         crate::template::to_value(&self.to_json())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_job_fills_only_what_the_environment_lacks() {
+        let mine = Environment::from_pairs([
+            ("CUSTOM_ENV_CI_JOB_ID".to_string(), "77".to_string()),
+            ("FLAVOR".to_string(), "m1.large".to_string()),
+        ])
+        .with_sample_job();
+        assert_eq!(mine.job["CI_JOB_ID"], "77");
+        assert_eq!(mine.env["CUSTOM_ENV_CI_JOB_ID"], "77");
+        assert_eq!(mine.job["CI_PROJECT_ID"], "42");
+        assert_eq!(mine.env["CUSTOM_ENV_CI_PROJECT_ID"], "42");
+        assert_eq!(mine.env["FLAVOR"], "m1.large");
+        assert_eq!(mine.trusted["id"], 1234);
+        assert_eq!(mine.trusted["job_info"]["project_id"], 42);
+    }
+
+    #[test]
+    fn the_sample_payload_goes_through_the_allow_list() {
+        let e = Environment::default().with_sample_job();
+        assert_eq!(
+            e.trusted["git_info"]["repo_url"],
+            "https://gitlab.example.com/group/project.git"
+        );
+        let mut payload = sample_payload();
+        payload["job_info"]["name"] = "not trusted".into();
+        assert!(trusted_fields(&payload)["job_info"].get("name").is_none());
     }
 }
