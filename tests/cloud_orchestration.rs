@@ -42,6 +42,7 @@ fn srv(id: &str, name: &str, meta: &[(&str, &str)]) -> Server {
             .collect(),
         addresses: vec![],
         volumes: vec![],
+        key_name: None,
     }
 }
 
@@ -473,6 +474,51 @@ async fn cleanup_of_nothing_succeeds_and_foreign_ids_are_refused() {
         .unwrap();
     assert_eq!(report.servers_refused, vec!["x"]);
     assert_eq!(ids(&fake), vec!["x"]);
+}
+
+/// Issue 15: a key pair has no metadata, so cleanup deletes one only when it is provably this
+/// job's: its exact per-job name, or the key of a server that carries this job's metadata. A
+/// name the job state (or a recipe) gives that is neither is left alone, as a foreign server is.
+#[tokio::test]
+async fn cleanup_deletes_only_key_pairs_it_can_prove_are_this_jobs() {
+    let fake = Fake::default();
+    let me = owner("1");
+    let theirs = job_keypair_name(&owner("2"));
+    for name in [&theirs, &job_keypair_name(&me), &"pool-vm-key".to_string()] {
+        import_job_keypair(&fake, name, "ssh-ed25519 AAAA k", true)
+            .await
+            .unwrap();
+    }
+    // Another job's key pair, named by a state whose server is not ours: refused.
+    fake.0
+        .lock()
+        .unwrap()
+        .servers
+        .push((owned("x", "ci-1", &owner("2")), 0));
+    let mut t = target(&me, Some("x"), "ci-1");
+    t.keypair_name = Some(theirs.clone());
+    let report = cleanup(&fake, &t, &quick()).await.unwrap();
+    assert_eq!(report.keypair_refused.as_deref(), Some(theirs.as_str()));
+    assert!(!report.keypair_deleted);
+    assert!(
+        fake.keypair_exists(&theirs).await.unwrap(),
+        "another job's key pair went"
+    );
+    // The exact per-job name proves itself, with no server left.
+    t.keypair_name = Some(job_keypair_name(&me));
+    let report = cleanup(&fake, &t, &quick()).await.unwrap();
+    assert!(report.keypair_deleted && report.keypair_refused.is_none());
+    assert!(!fake.keypair_exists(&job_keypair_name(&me)).await.unwrap());
+    // Any other name is proven by this job's server carrying it (a claimed pool VM's key).
+    let mut mine = owned("y", "ci-1", &me);
+    mine.key_name = Some("pool-vm-key".into());
+    fake.0.lock().unwrap().servers.push((mine, 0));
+    let mut t = target(&me, Some("y"), "ci-1");
+    t.keypair_name = Some("pool-vm-key".into());
+    let report = cleanup(&fake, &t, &quick()).await.unwrap();
+    assert_eq!(report.servers_deleted, vec!["y"]);
+    assert!(report.keypair_deleted, "{report:?}");
+    assert!(!fake.keypair_exists("pool-vm-key").await.unwrap());
 }
 
 /// A prepare that died during create: the id never reached the state, the name did.

@@ -7,6 +7,12 @@
 //! and wait until the servers are really gone (bounded), so that the next prepare attempt does
 //! not coexist with a dying server of the same name.
 //!
+//! Everything cleanup deletes passes an ownership proof. A server carries this job's metadata.
+//! A key pair has no metadata: it is this job's by its exact per-job name, or by being the key
+//! of a server proven this job's. A floating IP carries this job's marker, or sits on a port of
+//! a server proven this job's. A recipe, a damaged job state or another owner's cleanup cannot
+//! name its way past that.
+//!
 //! One listing by exact name finds both in the usual case (the server of the state's id has
 //! that name); the server is asked for by id only when the listing does not show it. Ports are
 //! searched for floating IPs only when one may exist that the state does not name (the
@@ -21,6 +27,7 @@ use tokio::time::Instant;
 use super::backend::Cloud;
 use super::create::exact_name_filter;
 use super::error::{CloudError, CloudErrorKind};
+use super::keypair::job_keypair_name;
 use super::ownership::Ownership;
 use super::server::Server;
 
@@ -75,6 +82,10 @@ pub struct CleanupReport {
     pub floating_ips_released: Vec<String>,
     /// Whether a key pair was deleted (or already absent).
     pub keypair_deleted: bool,
+    /// A key pair the target named that is not provably this job's, and so was left alone.
+    pub keypair_refused: Option<String>,
+    /// Floating IPs the target named that are not provably this job's, left alone.
+    pub floating_ips_refused: Vec<String>,
     /// Volumes deleted.
     pub volumes_deleted: Vec<String>,
 }
@@ -107,7 +118,7 @@ pub async fn cleanup(
     run.request_server_deletes(&servers).await;
     let deadline = Instant::now() + policy.timeout;
     run.wait_until_servers_gone(&servers, deadline).await;
-    run.delete_keypair(target).await;
+    run.delete_keypair(target, &servers).await;
     run.make_sure_nova_deleted(nova_deletes).await;
     run.delete_kept_volumes(kept, deadline).await;
     match run.first_error {
@@ -183,11 +194,13 @@ impl CleanupRun<'_> {
         }
     }
 
-    /// The floating IPs in the job state, and those with this job's marker on the servers'
-    /// ports (looked for only where the policy or a server's floating address says so).
+    /// The floating IPs with this job's marker on the servers' ports (looked for only where the
+    /// policy or a server's floating address says so), and those the job state names once they
+    /// pass the proof: this job's marker, or a port of one of this job's servers.
     async fn release_floating_ips(&mut self, target: &CleanupTarget, servers: &[Server]) {
         let marker = target.owner.marker();
-        let mut fips: BTreeSet<String> = target.floating_ip_ids.iter().cloned().collect();
+        let mut fips: BTreeSet<String> = BTreeSet::new();
+        let mut on_our_ports: BTreeSet<String> = BTreeSet::new();
         let shows_floating = |s: &Server| {
             s.addresses
                 .iter()
@@ -201,12 +214,40 @@ impl CleanupRun<'_> {
                 Ok(ports) => {
                     for p in ports {
                         match self.cloud.floating_ips_on_port(&p.id).await {
-                            Ok(list) => fips.extend(
-                                list.into_iter()
-                                    .filter(|f| f.description == marker)
-                                    .map(|f| f.id),
-                            ),
+                            Ok(list) => {
+                                for f in list {
+                                    on_our_ports.insert(f.id.clone());
+                                    if f.description == marker {
+                                        fips.insert(f.id);
+                                    }
+                                }
+                            }
                             Err(e) => self.note(e),
+                        }
+                    }
+                }
+                Err(e) => self.note(e),
+            }
+        }
+        let named: Vec<&String> = target
+            .floating_ip_ids
+            .iter()
+            .filter(|id| !fips.contains(*id))
+            .collect();
+        if !named.is_empty() {
+            match self.cloud.list_floating_ips().await {
+                Ok(all) => {
+                    for id in named {
+                        match all.iter().find(|f| &f.id == id) {
+                            // Already gone: nothing to release.
+                            None => {}
+                            Some(f) if f.description == marker || on_our_ports.contains(id) => {
+                                fips.insert(id.clone());
+                            }
+                            Some(_) => {
+                                tracing::warn!(floating_ip = %id, "floating IP in the job state is not this job's; not releasing it");
+                                self.report.floating_ips_refused.push(id.clone());
+                            }
                         }
                     }
                 }
@@ -266,8 +307,17 @@ impl CleanupRun<'_> {
         }
     }
 
-    async fn delete_keypair(&mut self, target: &CleanupTarget) {
+    /// Deletes the target's key pair when it is provably this job's: the exact per-job name,
+    /// or the key of one of this job's servers (a pool VM's own key pair, named after the VM).
+    async fn delete_keypair(&mut self, target: &CleanupTarget, servers: &[Server]) {
         if let Some(name) = &target.keypair_name {
+            let ours = *name == job_keypair_name(&target.owner)
+                || servers.iter().any(|s| s.key_name.as_deref() == Some(name));
+            if !ours {
+                tracing::warn!(keypair = %name, "key pair is neither this job's by name nor the key of this job's server; not deleting it");
+                self.report.keypair_refused = Some(name.clone());
+                return;
+            }
             match self.cloud.delete_keypair(name).await {
                 Ok(()) => self.report.keypair_deleted = true,
                 Err(e) => self.note(e),

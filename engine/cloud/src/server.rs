@@ -53,6 +53,8 @@ pub struct Server {
     pub addresses: Vec<Address>,
     /// Attached volumes.
     pub volumes: Vec<AttachedVolume>,
+    /// The key pair Nova put on it.
+    pub key_name: Option<String>,
 }
 
 impl Server {
@@ -133,6 +135,10 @@ impl Server {
             metadata,
             addresses,
             volumes,
+            key_name: v
+                .get("key_name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         })
     }
 }
