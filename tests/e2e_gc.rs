@@ -228,7 +228,7 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
         "{out}"
     );
     assert!(
-        out.contains("2 server(s), 1 key pair(s), 1 floating IP(s) would be deleted"),
+        out.contains("2 server(s), 2 key pair(s), 1 floating IP(s), 0 volume(s) would be deleted"),
         "{out}"
     );
     let after_dry = cloud.sim.counts();
@@ -249,7 +249,13 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
         "{out}"
     );
     assert!(
-        out.contains("2 server(s), 1 key pair(s), 1 floating IP(s) reaped"),
+        out.contains(", with its key pair and 1 floating IP(s)"),
+        "{out}"
+    );
+    // Everything deleted counts, by kind: the reaped servers' key pair and floating IP as
+    // well as the orphans.
+    assert!(
+        out.contains("2 server(s), 2 key pair(s), 2 floating IP(s), 0 volume(s) deleted"),
         "{out}"
     );
     let after = e2e_support::settled_counts(&cloud.sim).await;
@@ -277,7 +283,7 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
     let (code, out, _) = gc(&cloud, &["--older-than", "3h"]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("0 server(s), 0 key pair(s), 0 floating IP(s) reaped"),
+        out.contains("0 server(s), 0 key pair(s), 0 floating IP(s), 0 volume(s) deleted"),
         "{out}"
     );
     assert_eq!(cloud.sim.server_ids().len(), 4);
@@ -391,7 +397,7 @@ async fn gc_never_claims_the_key_pairs_of_an_owner_that_differs_only_in_punctuat
         "ci_a offers ci.a's key pairs: {out}"
     );
     assert!(
-        out.contains("0 server(s), 0 key pair(s), 0 floating IP(s) would be deleted"),
+        out.contains("0 server(s), 0 key pair(s), 0 floating IP(s), 0 volume(s) would be deleted"),
         "{out}"
     );
     // `ci.a` itself still finds its own orphan, and nothing of its running job.
@@ -492,7 +498,7 @@ async fn runner_killed_with_sigkill_leaves_the_vm_and_gc_removes_it() {
     let (code, out, err) = gc(&cloud, &["--dry-run"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("0 server(s), 0 key pair(s), 0 floating IP(s) would be deleted"),
+        out.contains("0 server(s), 0 key pair(s), 0 floating IP(s), 0 volume(s) would be deleted"),
         "{out}"
     );
     // ...and a site that knows the runner is gone reaps everything of its own.

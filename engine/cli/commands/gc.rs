@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use executor_cloud::backend::Cloud;
-use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
+use executor_cloud::cleanup::{CleanupPolicy, CleanupReport, CleanupTarget, cleanup};
 use executor_cloud::hold::held_until;
 use executor_cloud::keypair::job_keypair_name;
 use executor_cloud::ownership::{
@@ -163,6 +163,57 @@ pub struct Reaped {
     pub reason: OverReason,
     /// `None` on success (or in a dry run).
     pub error: Option<String>,
+    /// What went with a server: its key pair, floating IPs and kept volumes.
+    pub with: CleanupReport,
+}
+
+impl Reaped {
+    /// What went with a server, in words (empty when nothing did).
+    fn with_words(&self) -> String {
+        let w = &self.with;
+        let mut parts = Vec::new();
+        if w.keypair_deleted {
+            parts.push("its key pair".to_string());
+        }
+        if !w.floating_ips_released.is_empty() {
+            parts.push(format!("{} floating IP(s)", w.floating_ips_released.len()));
+        }
+        if !w.volumes_deleted.is_empty() {
+            parts.push(format!("{} volume(s)", w.volumes_deleted.len()));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(", with {}", parts.join(" and "))
+        }
+    }
+}
+
+/// How many things of each kind gc deleted (or would): servers, and everything that went
+/// with them or was found orphaned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub servers: usize,
+    pub keypairs: usize,
+    pub floating_ips: usize,
+    pub volumes: usize,
+}
+
+impl Tally {
+    pub fn of(reaped: &[Reaped]) -> Tally {
+        let mut t = Tally::default();
+        for r in reaped.iter().filter(|r| r.error.is_none()) {
+            match r.what {
+                Leftover::Server { .. } => t.servers += 1,
+                Leftover::KeyPair { .. } => t.keypairs += 1,
+                Leftover::FloatingIp { .. } => t.floating_ips += 1,
+            }
+            t.keypairs += usize::from(r.with.keypair_deleted);
+            t.floating_ips += r.with.floating_ips_released.len();
+            t.volumes += r.with.volumes_deleted.len();
+        }
+        t
+    }
 }
 
 /// Finds `owner`'s servers whose job is over and deletes them with their floating IPs and
@@ -180,6 +231,9 @@ pub async fn reap(
     let mut out = Vec::new();
     let servers = cloud.list_servers(None).await?;
     let mut in_use = keypairs_of_other_owners(&servers, owner);
+    // Asked once, so that the summary counts a key pair only when there was one to delete.
+    let keypairs: std::collections::BTreeSet<String> =
+        cloud.list_keypair_names().await?.into_iter().collect();
     let ours = servers
         .into_iter()
         .filter(|s| created_by_runner(&s.metadata, owner));
@@ -213,10 +267,14 @@ pub async fn reap(
             job: ownership.job.clone(),
             reason,
             error: None,
+            with: CleanupReport::default(),
         };
+        let keypair = keypairs
+            .contains(&keypair_name)
+            .then(|| keypair_name.clone());
         if !dry_run {
             let target = CleanupTarget {
-                keypair_name: Some(keypair_name.clone()),
+                keypair_name: keypair,
                 owner: ownership,
                 server_id: Some(server.id.clone()),
                 server_name: None,
@@ -224,14 +282,19 @@ pub async fn reap(
                 volume_ids: Vec::new(),
             };
             match cleanup(cloud, &target, policy).await {
-                Ok(_) if reaped.reason == OverReason::HoldOver => forget_held_key(&server.id),
-                Ok(_) => {}
+                Ok(report) => {
+                    if reaped.reason == OverReason::HoldOver {
+                        forget_held_key(&server.id);
+                    }
+                    reaped.with = report;
+                }
                 Err(e) => {
                     reaped.error = Some(e.to_string());
                     in_use.insert(keypair_name);
                 }
             }
         } else {
+            reaped.with.keypair_deleted = keypair.is_some();
             in_use.insert(keypair_name);
         }
         out.push(reaped);
@@ -244,6 +307,7 @@ pub async fn reap(
             job: orphan.owner.job,
             reason: OverReason::Orphaned(orphan.age),
             error: None,
+            with: CleanupReport::default(),
         };
         if !dry_run {
             let deleted = match &reaped.what {
@@ -333,24 +397,32 @@ fn run_inner(recipes: &[PathBuf], args: &GcArgs) -> Result<i32, GcError> {
             (None, false) => "deleted",
             (Some(_), false) => "FAILED to delete",
         };
-        let _ = writeln!(out, "{verb} {} of job {}: {}", r.what, r.job, r.reason);
+        let _ = writeln!(
+            out,
+            "{verb} {} of job {}: {}{}",
+            r.what,
+            r.job,
+            r.reason,
+            r.with_words()
+        );
         if let Some(e) = &r.error {
             failed += 1;
             eprintln!("error: {}: {e}", r.what);
         }
     }
-    let count = |kind: fn(&Leftover) -> bool| reaped.iter().filter(|r| kind(&r.what)).count();
+    let t = Tally::of(&reaped);
     let _ = writeln!(
         out,
-        "gc (owner {owner}, older than {}): {} server(s), {} key pair(s), {} floating IP(s) {}{}",
+        "gc (owner {owner}, older than {}): {} server(s), {} key pair(s), {} floating IP(s), {} volume(s) {}{}",
         humantime::format_duration(args.older_than),
-        count(|w| matches!(w, Leftover::Server { .. })),
-        count(|w| matches!(w, Leftover::KeyPair { .. })),
-        count(|w| matches!(w, Leftover::FloatingIp { .. })),
+        t.servers,
+        t.keypairs,
+        t.floating_ips,
+        t.volumes,
         if args.dry_run {
             "would be deleted"
         } else {
-            "reaped"
+            "deleted"
         },
         if failed > 0 {
             format!(", {failed} failed")
@@ -403,6 +475,7 @@ mod tests {
             metadata,
             addresses: Vec::new(),
             volumes: Vec::new(),
+            key_name: None,
         }
     }
 
