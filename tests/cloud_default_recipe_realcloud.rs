@@ -12,11 +12,8 @@ use std::time::{Duration, Instant};
 
 use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig};
 
+use crate::realcloud_gate::enabled;
 use crate::stage_run::StageRun;
-
-fn enabled() -> bool {
-    std::env::var("EXECUTOR_REALCLOUD").is_ok_and(|v| v == "1")
-}
 
 fn recipe() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/openstack.yaml")

@@ -1,7 +1,7 @@
 //! The OpenStack back end against the real OpenStack on loopback (../shared/realcloud).
 //!
-//! Gated: runs only with EXECUTOR_REALCLOUD=1 (tests/realcloud/run.sh sets it after starting
-//! the cloud); otherwise every test returns at once. Uses OS_CLIENT_CONFIG_FILE (default
+//! Gated by `realcloud_gate`: runs with EXECUTOR_REALCLOUD=1 (tests/realcloud/run.sh and
+//! .ci/run set it after starting the cloud); fails without it under CI, says skipped elsewhere. Uses OS_CLIENT_CONFIG_FILE (default
 //! /tmp/realcloud/clouds.yaml), clouds `realcloud-demo` (member) and `realcloud` (admin).
 
 use std::collections::BTreeMap;
@@ -13,15 +13,12 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::cloud_support;
+use crate::realcloud_gate::enabled;
 use cloud_support::{boot, target};
 
 /// A public key to import; nobody holds its private half.
 const TEST_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5LyvG4+rnhq6FQfDUiGr6PbZ2zc0e4mOYOo0y2f4e test";
-
-fn enabled() -> bool {
-    std::env::var("EXECUTOR_REALCLOUD").is_ok_and(|v| v == "1")
-}
 
 fn settings(cloud: &str) -> CloudSettings {
     CloudSettings {

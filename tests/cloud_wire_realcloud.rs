@@ -12,15 +12,8 @@ use executor_cloud::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::realcloud_gate::enabled;
 use crate::stage_run::StageRun;
-
-fn enabled() -> bool {
-    let on = std::env::var("EXECUTOR_REALCLOUD").is_ok_and(|v| v == "1");
-    if !on {
-        eprintln!("cloud_wire_realcloud: skipped (EXECUTOR_REALCLOUD is not 1)");
-    }
-    on
-}
 
 fn clouds_yaml() -> String {
     std::env::var("OS_CLIENT_CONFIG_FILE").unwrap_or_else(|_| "/tmp/realcloud/clouds.yaml".into())

@@ -12,11 +12,8 @@ use std::time::{Duration, Instant};
 use executor_simulator::openssh_server::{OpenSshServer, OpenSshServerConfig, current_user};
 
 use crate::prometheus_support::{Prometheus, first_value, free_port};
+use crate::realcloud_gate::enabled;
 use crate::stage_run::StageRun;
-
-fn enabled() -> bool {
-    std::env::var("EXECUTOR_REALCLOUD").is_ok_and(|v| v == "1")
-}
 
 fn clouds_yaml() -> String {
     std::env::var("OS_CLIENT_CONFIG_FILE").unwrap_or_else(|_| "/tmp/realcloud/clouds.yaml".into())
