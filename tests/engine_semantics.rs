@@ -273,6 +273,48 @@ fn trusted_is_an_allow_list_and_render_never_prints_the_job_token() {
     }
 }
 
+/// A job variable is data, never a template: `{{ ... }}` in a value the pipeline sets reaches
+/// the step as those characters, so a pipeline cannot make the driver evaluate anything, such
+/// as the runner's own environment.
+#[test]
+fn a_job_variable_that_looks_like_a_template_is_never_evaluated() {
+    let d = tempfile::tempdir().unwrap();
+    let r = write(
+        d.path(),
+        "r.yaml",
+        "version: 1\nprepare:\n  - id: a\n    kind: log\n    message: \"got {{ job.EVIL }}\"\n",
+    );
+    let env = write(
+        d.path(),
+        "job.env",
+        "RUNNER_SECRET_PLACE=runner-only-value\nCUSTOM_ENV_EVIL={{ env.RUNNER_SECRET_PLACE }}{% if true %}ran{% endif %}\n",
+    );
+    let out = Command::cargo_bin("executor")
+        .unwrap()
+        .args([
+            "--recipe",
+            r.to_str().unwrap(),
+            "render",
+            "--stage",
+            "prepare",
+        ])
+        .arg("--env-file")
+        .arg(&env)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("runner-only-value"), "evaluated: {text}");
+    assert!(
+        text.contains("{{ env.RUNNER_SECRET_PLACE }}{% if true %}ran{% endif %}"),
+        "the value did not arrive as written: {text}"
+    );
+}
+
 #[test]
 fn the_default_recipe_refuses_a_host_key_the_console_did_not_print() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

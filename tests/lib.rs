@@ -21,6 +21,7 @@ mod book_links;
 mod book_reference;
 mod book_snippets;
 mod book_step_fields;
+mod book_test_names;
 mod cloud_credentials;
 mod cloud_default_recipe_realcloud;
 mod cloud_endpoints;

@@ -227,6 +227,45 @@ async fn concurrent_claims_get_distinct_vms_and_a_miss_once_the_pool_is_empty() 
     assert_eq!(misses, 6);
 }
 
+/// Another user of the runner host can neither connect to the claim socket (mode 0600, in a
+/// directory of the runner's alone) nor plant one: a claim refuses a socket whose directory
+/// others may write, before it sends anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_socket_is_the_runner_users_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let cloud = Cloud::start().await;
+    let recipe = override_recipe(&cloud, 1, "");
+    let _daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 1).await;
+    let sock = socket(cloud.dir.path());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sock), 0o600, "socket mode");
+    assert_eq!(
+        mode(sock.parent().unwrap()) & 0o077,
+        0,
+        "socket directory mode"
+    );
+    std::fs::set_permissions(
+        sock.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let refused = claim_vm(&sock, claim_for(1), Duration::from_secs(5)).await;
+    assert!(
+        matches!(refused, Err(executor_pool::ClaimError::Untrusted { .. })),
+        "{refused:?}"
+    );
+    std::fs::set_permissions(
+        sock.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let vm = claim_vm(&sock, claim_for(2), Duration::from_secs(30))
+        .await
+        .expect("a claim once the directory is the runner's again");
+    assert!(vm.state["server_id"].is_string());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_vm_that_dies_is_replaced_and_never_handed_out() {
     let cloud = Cloud::start().await;
