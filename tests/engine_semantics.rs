@@ -9,6 +9,26 @@ use assert_cmd::Command;
 
 use crate::stage_run::StageRun;
 
+/// `executor render --stage prepare` of `recipe` for the job of `env_file`: its stdout, once
+/// it has succeeded.
+fn render_prepare(recipe: &Path, env_file: &Path) -> String {
+    let out = Command::cargo_bin("executor")
+        .unwrap()
+        .arg("--recipe")
+        .arg(recipe)
+        .args(["render", "--stage", "prepare", "--env-file"])
+        .arg(env_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -166,25 +186,7 @@ fn render_shows_merged_recipe_and_rendered_steps_with_placeholders() {
         "job.env",
         "CUSTOM_ENV_CI_JOB_ID=7\nOS_PASSWORD=hunter2hunter2\n",
     );
-    let out = Command::cargo_bin("executor")
-        .unwrap()
-        .args([
-            "--recipe",
-            r.to_str().unwrap(),
-            "render",
-            "--stage",
-            "prepare",
-            "--env-file",
-            env.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = render_prepare(&r, &env);
     assert!(text.contains("make ci-7"), "{text}");
     assert!(text.contains("got <steps.a.id>"), "{text}");
     // A filter cannot convert a placeholder; the field is shown as its template instead.
@@ -228,25 +230,7 @@ fn trusted_is_an_allow_list_and_render_never_prints_the_job_token() {
             response.display()
         ),
     );
-    let out = Command::cargo_bin("executor")
-        .unwrap()
-        .args([
-            "--recipe",
-            r.to_str().unwrap(),
-            "render",
-            "--stage",
-            "prepare",
-            "--env-file",
-            env.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = render_prepare(&r, &env);
     for secret in [token, "glcbt-dependency-token"] {
         assert!(!text.contains(secret), "{secret} printed: {text}");
     }
@@ -289,25 +273,7 @@ fn a_job_variable_that_looks_like_a_template_is_never_evaluated() {
         "job.env",
         "RUNNER_SECRET_PLACE=runner-only-value\nCUSTOM_ENV_EVIL={{ env.RUNNER_SECRET_PLACE }}{% if true %}ran{% endif %}\n",
     );
-    let out = Command::cargo_bin("executor")
-        .unwrap()
-        .args([
-            "--recipe",
-            r.to_str().unwrap(),
-            "render",
-            "--stage",
-            "prepare",
-        ])
-        .arg("--env-file")
-        .arg(&env)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = render_prepare(&r, &env);
     assert!(!text.contains("runner-only-value"), "evaluated: {text}");
     assert!(
         text.contains("{{ env.RUNNER_SECRET_PLACE }}{% if true %}ran{% endif %}"),

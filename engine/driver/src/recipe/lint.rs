@@ -234,7 +234,7 @@ fn duplicate_ids(l: &Document, all: &[(Stage, usize, &Map<String, Json>)]) -> Ve
 }
 
 /// Every name a value's templates read, through arrays and maps.
-fn names_in(t: &Templater, v: &Json) -> Vec<String> {
+pub(crate) fn names_in(t: &Templater, v: &Json) -> Vec<String> {
     match v {
         Json::String(s) => t.referenced_names(s).unwrap_or_default(),
         Json::Array(items) => items.iter().flat_map(|i| names_in(t, i)).collect(),

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value as Json};
 
+use crate::recipe::lint::names_in;
 use crate::recipe::loader::Document;
 use crate::recipe::problem::Problem;
 use crate::recipe::step_spec::COMMON_KEYS;
@@ -179,14 +180,4 @@ fn outside_the_recipe(raw: &Json, e: &TemplateError) -> bool {
         .iter()
         .any(|root| e.message.starts_with("undefined value") && e.message.contains(root));
     undefined_outside || raw.to_string().contains("required")
-}
-
-/// Every name a value's templates read, through arrays and maps.
-fn names_in(t: &Templater, v: &Json) -> Vec<String> {
-    match v {
-        Json::String(s) => t.referenced_names(s).unwrap_or_default(),
-        Json::Array(items) => items.iter().flat_map(|i| names_in(t, i)).collect(),
-        Json::Object(map) => map.values().flat_map(|i| names_in(t, i)).collect(),
-        _ => vec![],
-    }
 }

@@ -184,46 +184,35 @@ fn too_deep(text: &str) -> Option<usize> {
 
 pub fn parse(file: usize, text: &str) -> Result<Node, YamlError> {
     let offsets = Offsets::new(text);
-    if let Some(at) = too_deep(text) {
+    // A problem of the text at one character (an index in characters, as saphyr counts).
+    let at_char = |at: usize, message: String, help: Option<&str>| {
         let at = offsets.byte(at);
-        return Err(YamlError {
-            loc: Loc {
-                file,
-                start: at,
-                end: at,
-            },
-            message: format!(
-                "YAML nested more than {MAX_DEPTH} levels deep; a recipe needs far fewer"
-            ),
-            help: None,
-        });
-    }
-    let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
-        let at = offsets.byte(e.marker().index());
         YamlError {
             loc: Loc {
                 file,
                 start: at,
                 end: at,
             },
-            message: syntax_message(e.info(), text, at),
-            help: None,
+            message,
+            help: help.map(str::to_string),
         }
+    };
+    if let Some(at) = too_deep(text) {
+        return Err(at_char(
+            at,
+            format!("YAML nested more than {MAX_DEPTH} levels deep; a recipe needs far fewer"),
+            None,
+        ));
+    }
+    let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
+        let at = e.marker().index();
+        at_char(at, syntax_message(e.info(), text, offsets.byte(at)), None)
     })?;
     // saphyr resolves aliases by copying the anchored value, so the tree never shows one.
     if text.contains('*')
         && let Some(at) = first_alias(text)
     {
-        let at = offsets.byte(at);
-        return Err(YamlError {
-            loc: Loc {
-                file,
-                start: at,
-                end: at,
-            },
-            message: ALIAS_REFUSED.into(),
-            help: Some(ALIAS_HELP.into()),
-        });
+        return Err(at_char(at, ALIAS_REFUSED.into(), Some(ALIAS_HELP)));
     }
     let whole = Loc {
         file,
