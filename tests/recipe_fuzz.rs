@@ -328,3 +328,69 @@ fn fuzz() {
         failures.join("\n")
     );
 }
+
+/// Mutants run through the real binary too, as a user runs it: what `catch_unwind` cannot see
+/// (an abort, a stack overflow, a panic in `main`'s own code or the report renderer) shows here
+/// as exit status 101 or a signal. Fewer cases: each is two processes.
+#[test]
+fn the_binary_never_panics_on_the_corpus_or_its_mutants() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(ROOT).join("recipes/openstack.yaml"),
+        d.path().join("base.yaml"),
+    )
+    .unwrap();
+    let corpus: Vec<(String, Vec<u8>)> = seeds()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("tests/fuzz_corpus"))
+        .collect();
+    let bodies: Vec<Vec<u8>> = seeds().into_iter().map(|(_, b)| b).collect();
+    let mut rng = Rng(101);
+    let mut cases: Vec<(String, Vec<u8>)> = corpus.clone();
+    for i in 0..40 {
+        let (name, body) = rng.pick(&corpus);
+        cases.push((
+            format!("mutant {i} of {name}"),
+            mutate(&mut rng, body, &bodies),
+        ));
+    }
+    let mut failures = vec![];
+    for (origin, input) in cases {
+        let recipe = d.path().join("case.yaml");
+        std::fs::write(&recipe, &input).unwrap();
+        for args in [
+            vec!["lint".into(), recipe.display().to_string()],
+            vec![
+                "--recipe".into(),
+                recipe.display().to_string(),
+                "render".into(),
+                "--stage".into(),
+                "prepare".into(),
+            ],
+        ] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_executor"))
+                .args(&args)
+                .current_dir(d.path())
+                .env_clear()
+                .env("NO_COLOR", "1")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.code().is_none_or(|c| c == 101) || stderr.contains("panicked") {
+                let keep = Path::new(ROOT)
+                    .join("target/fuzz-failures")
+                    .join(format!("process-{}.yaml", failures.len()));
+                std::fs::create_dir_all(keep.parent().unwrap()).unwrap();
+                std::fs::write(&keep, &input).unwrap();
+                failures.push(format!(
+                    "{origin}: executor {} ended {} (kept as {})\n{stderr}",
+                    args[0],
+                    out.status,
+                    keep.display()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
