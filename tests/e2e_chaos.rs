@@ -13,30 +13,10 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::seeded_rng::Rng;
 use e2e_support::{Cloud, default_recipe, describe, leaked, settled_counts};
 use executor_simulator::Scope;
 use gitlab_runner_standin::{Job, JobResult, JobStatus, RunOptions, Runner};
-
-/// splitmix64: tiny, seedable and the same on every platform, so a seed replays the draws.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// True with probability `percent`/100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BootErrors {

@@ -10,6 +10,7 @@ mod cloud_support;
 mod e2e_support;
 mod prometheus_support;
 mod runner_support;
+mod seeded_rng;
 mod sim_support;
 mod ssh_support;
 mod stage_run;

@@ -11,36 +11,12 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
+use crate::seeded_rng::Rng;
 use executor_driver::recipe::diagnostics;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// About 15 s on a busy 2-core machine for a debug build.
 const DEFAULT_CASES: u64 = 1500;
-
-/// splitmix64: deterministic, and owes nothing to a crate's choice of algorithm.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// Pieces that mean something to YAML, to minijinja or to the recipe, and bytes that mean
 /// trouble to text handling.
