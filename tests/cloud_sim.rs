@@ -518,6 +518,65 @@ async fn cleanup_with_a_damaged_or_missing_state_deletes_the_server_and_the_key_
     sim.shutdown().await;
 }
 
+/// A `keypair` step with a chosen name: a key pair that was there before the job (a site's
+/// shared one, same public key) is used and survives the job's cleanup, though the job's server
+/// used it; one the job made itself goes with the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_key_pair_that_was_there_before_the_job_survives_its_cleanup() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    connect(&sim)
+        .await
+        .import_keypair("site-shared", cloud_support::PUBLIC_KEY)
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let clouds = sim.write_clouds_yaml(root.path()).unwrap();
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/damaged-state.yaml"),
+    )
+    .unwrap();
+    for (job, name, kept) in [("51", "site-shared", true), ("52", "job-made", false)] {
+        let dir = root.path().join(format!("job-{job}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("response.json"),
+            format!(r#"{{"id": {job}, "job_info": {{"project_id": 7}}}}"#),
+        )
+        .unwrap();
+        let recipe = dir.join("recipe.yaml");
+        std::fs::write(
+            &recipe,
+            base.replace(
+                "    kind: keypair\n",
+                &format!("    kind: keypair\n    name: {name}\n"),
+            ),
+        )
+        .unwrap();
+        let mut log = String::new();
+        for stage in ["prepare", "cleanup"] {
+            let run = StageRun::new(&dir, [stage])
+                .recipe(&recipe)
+                .env("OS_CLIENT_CONFIG_FILE", &clouds)
+                .env("OS_CLOUD", "sim")
+                .timeout(Duration::from_secs(120));
+            let out = tokio::task::spawn_blocking(move || run.output().unwrap())
+                .await
+                .unwrap();
+            log.push_str(&String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success(), "job {job} {stage}: {log}");
+        }
+        assert_eq!(sim.counts().servers, 0, "{log}");
+        let left = connect(&sim).await.list_keypair_names().await.unwrap();
+        assert_eq!(
+            left.contains(&name.to_string()),
+            kept,
+            "job {job}: {left:?}\n{log}"
+        );
+        assert_eq!(log.contains("was there before this job"), kept, "{log}");
+    }
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_boot_wait_outlasts_an_api_outage_longer_than_the_retries() {
     let sim = SimCloud::start(opts()).await.unwrap();
