@@ -228,7 +228,7 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
         "{out}"
     );
     assert!(
-        out.contains("2 server(s), 2 key pair(s), 1 floating IP(s), 0 volume(s) would be deleted"),
+        out.contains("2 server(s), 2 key pair(s), 2 floating IP(s), 0 volume(s) would be deleted"),
         "{out}"
     );
     let after_dry = cloud.sim.counts();

@@ -294,7 +294,7 @@ pub async fn reap(
                 }
             }
         } else {
-            reaped.with.keypair_deleted = keypair.is_some();
+            reaped.with = would_go_with(cloud, &server, &ownership, keypair.is_some()).await;
             in_use.insert(keypair_name);
         }
         out.push(reaped);
@@ -320,6 +320,42 @@ pub async fn reap(
         out.push(reaped);
     }
     Ok(out)
+}
+
+/// What a cleanup of `server` would delete with it, asked without deleting anything: its key
+/// pair, the floating IPs with its job's marker on its ports, and its volumes kept past
+/// termination. A dry run's counts then match the real run's.
+async fn would_go_with(
+    cloud: &dyn Cloud,
+    server: &Server,
+    owner: &Ownership,
+    keypair: bool,
+) -> CleanupReport {
+    let marker = owner.marker();
+    let mut floating_ips = Vec::new();
+    for port in cloud.server_ports(&server.id).await.unwrap_or_default() {
+        let on_port = cloud
+            .floating_ips_on_port(&port.id)
+            .await
+            .unwrap_or_default();
+        floating_ips.extend(
+            on_port
+                .into_iter()
+                .filter(|f| f.description == marker)
+                .map(|f| f.id),
+        );
+    }
+    CleanupReport {
+        keypair_deleted: keypair,
+        floating_ips_released: floating_ips,
+        volumes_deleted: server
+            .volumes
+            .iter()
+            .filter(|v| !v.delete_on_termination)
+            .map(|v| v.id.clone())
+            .collect(),
+        ..CleanupReport::default()
+    }
 }
 
 /// Runs the command; returns the process exit code.
