@@ -279,8 +279,18 @@ impl Cloud for Fake {
     async fn delete_volume(&self, _: &str) -> Result<(), CloudError> {
         Ok(())
     }
-    async fn volume_exists(&self, _: &str) -> Result<bool, CloudError> {
-        Ok(false)
+    async fn set_volume_metadata(
+        &self,
+        _: &str,
+        _: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        Ok(())
+    }
+    async fn volume_metadata(
+        &self,
+        _: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, CloudError> {
+        Ok(None)
     }
     async fn compute_limits(&self) -> Result<ComputeLimits, CloudError> {
         Ok(ComputeLimits::default())

@@ -326,6 +326,103 @@ async fn cleanup_after_a_prepare_that_died_before_or_during_create() {
     sim.shutdown().await;
 }
 
+/// A volume kept past termination that outlived its server (an earlier cleanup deleted the
+/// server, then stopped) is deleted on the job state's word only when its metadata carries this
+/// job's ownership; `create_server` puts it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_volume_whose_server_is_gone_is_deleted_only_with_the_jobs_ownership() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let os = connect(&sim).await;
+    let me = owner("1");
+    let mut kept = spec("ci-1");
+    kept.boot_volume = Some(BootVolume {
+        size_gb: 10,
+        volume_type: None,
+        delete_on_termination: false,
+    });
+    let created = create_server(&os, &kept, &me, &CreateOptions::default())
+        .await
+        .unwrap();
+    let server = wait_for(&os, &created.server_id, &wait()).await.unwrap();
+    let volume = server.volumes[0].id.clone();
+    os.delete_server(&created.server_id).await.unwrap();
+    while os.get_server(&created.server_id).await.unwrap().is_some() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut t = target(&me, "ci-1", None);
+    t.volume_ids = vec![volume.clone()];
+    let now = std::time::SystemTime::now();
+    for tag in [None, Some(owner("2"))] {
+        if let Some(other) = &tag {
+            os.set_volume_metadata(&volume, &other.metadata(now))
+                .await
+                .unwrap();
+        }
+        let report = cleanup(&os, &t, &quick()).await.unwrap();
+        assert_eq!(report.volumes_refused, vec![volume.clone()], "tag {tag:?}");
+        assert_eq!(sim.counts().volumes, 1, "tag {tag:?}");
+    }
+    os.set_volume_metadata(&volume, &me.metadata(now))
+        .await
+        .unwrap();
+    let report = cleanup(&os, &t, &quick()).await.unwrap();
+    assert_eq!(report.volumes_deleted, vec![volume]);
+    assert_eq!(sim.counts().volumes, 0);
+
+    // The step tags what it keeps: prepare of a job whose boot volume outlives the server.
+    let dir = tempfile::tempdir().unwrap();
+    let clouds = sim.write_clouds_yaml(dir.path()).unwrap();
+    std::fs::write(
+        dir.path().join("response.json"),
+        r#"{"id": 61, "job_info": {"project_id": 7}}"#,
+    )
+    .unwrap();
+    let recipe = dir.path().join("recipe.yaml");
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/damaged-state.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        &recipe,
+        base.replace(
+            "    image: cirros-0.6.2\n",
+            "    image: cirros-0.6.2\n    boot_volume:\n      size_gb: 10\n      delete_on_termination: false\n",
+        ),
+    )
+    .unwrap();
+    let run = StageRun::new(dir.path(), ["prepare"])
+        .recipe(&recipe)
+        .env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .env("OS_CLOUD", "sim")
+        .timeout(Duration::from_secs(120));
+    let out = tokio::task::spawn_blocking(move || run.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("executor-state.json")).unwrap())
+            .unwrap();
+    let id = state["volume_ids"][0]
+        .as_str()
+        .expect("the kept volume is in the state");
+    let tagged = os
+        .volume_metadata(id)
+        .await
+        .unwrap()
+        .expect("the volume exists");
+    let job = Ownership {
+        runner: "sim-damaged".into(),
+        project: "7".into(),
+        job: "61".into(),
+    };
+    assert!(job.owns(&tagged), "{tagged:?}");
+    sim.shutdown().await;
+}
+
 fn recipe() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/openstack-realcloud.yaml")
 }

@@ -120,8 +120,17 @@ pub trait Cloud: Send + Sync {
     async fn delete_keypair(&self, name: &str) -> Result<(), CloudError>;
     /// Deletes a volume; a missing one is fine.
     async fn delete_volume(&self, id: &str) -> Result<(), CloudError>;
-    /// Whether a volume still exists.
-    async fn volume_exists(&self, id: &str) -> Result<bool, CloudError>;
+    /// A volume's metadata, or `None` when the volume is gone.
+    async fn volume_metadata(
+        &self,
+        id: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, CloudError>;
+    /// Adds `items` to a volume's metadata.
+    async fn set_volume_metadata(
+        &self,
+        id: &str,
+        items: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError>;
 
     /// Nova's absolute limits and their use (`GET /limits`): instances, cores, RAM.
     async fn compute_limits(&self) -> Result<ComputeLimits, CloudError>;

@@ -10,8 +10,9 @@
 //! Everything cleanup deletes passes an ownership proof. A server carries this job's metadata.
 //! A key pair has no metadata: it is this job's by its exact per-job name, or by being the key
 //! of a server proven this job's. A floating IP carries this job's marker, or sits on a port of
-//! a server proven this job's. A recipe, a damaged job state or another owner's cleanup cannot
-//! name its way past that.
+//! a server proven this job's. A volume kept past termination is attached to a server proven
+//! this job's, or carries this job's ownership in its metadata (`create_server` tags it). A
+//! recipe, a damaged job state or another owner's cleanup cannot name its way past that.
 //!
 //! One listing by exact name finds both in the usual case (the server of the state's id has
 //! that name); the server is asked for by id only when the listing does not show it. Ports are
@@ -86,6 +87,8 @@ pub struct CleanupReport {
     pub keypair_refused: Option<String>,
     /// Floating IPs the target named that are not provably this job's, left alone.
     pub floating_ips_refused: Vec<String>,
+    /// Volumes the target named that are not provably this job's, left alone.
+    pub volumes_refused: Vec<String>,
     /// Volumes deleted.
     pub volumes_deleted: Vec<String>,
 }
@@ -113,7 +116,8 @@ pub async fn cleanup(
     // Floating IPs first: released with the port, they would otherwise linger unassociated.
     run.release_floating_ips(target, &servers).await;
     // Which volumes to delete is read from the servers before they are gone.
-    let kept = kept_volumes(target, &servers);
+    let mut kept = kept_volumes(&servers);
+    kept.extend(run.proven_named_volumes(target, &kept).await);
     let nova_deletes = volumes_nova_deletes(&servers, &kept);
     run.request_server_deletes(&servers).await;
     let deadline = Instant::now() + policy.timeout;
@@ -262,6 +266,32 @@ impl CleanupRun<'_> {
         }
     }
 
+    /// The volumes the target names beyond those of this job's servers, once their metadata
+    /// shows this job's ownership; a volume already gone needs nothing.
+    async fn proven_named_volumes(
+        &mut self,
+        target: &CleanupTarget,
+        of_servers: &BTreeSet<String>,
+    ) -> Vec<String> {
+        let mut proven = Vec::new();
+        for id in target
+            .volume_ids
+            .iter()
+            .filter(|v| !of_servers.contains(*v))
+        {
+            match self.cloud.volume_metadata(id).await {
+                Ok(None) => {}
+                Ok(Some(metadata)) if target.owner.owns(&metadata) => proven.push(id.clone()),
+                Ok(Some(_)) => {
+                    tracing::warn!(volume = %id, "volume in the job state is not this job's; not deleting it");
+                    self.report.volumes_refused.push(id.clone());
+                }
+                Err(e) => self.note(e),
+            }
+        }
+        proven
+    }
+
     async fn request_server_deletes(&mut self, servers: &[Server]) {
         for s in servers {
             if let Err(e) = self.cloud.delete_server(&s.id).await {
@@ -329,9 +359,9 @@ impl CleanupRun<'_> {
     /// a failure there (or a cloud without Cinder in the catalog) is a warning, not an error.
     async fn make_sure_nova_deleted(&mut self, volumes: BTreeSet<String>) {
         for id in volumes {
-            match self.cloud.volume_exists(&id).await {
-                Ok(false) => {}
-                Ok(true) => match self.cloud.delete_volume(&id).await {
+            match self.cloud.volume_metadata(&id).await {
+                Ok(None) => {}
+                Ok(Some(_)) => match self.cloud.delete_volume(&id).await {
                     Ok(()) => self.report.volumes_deleted.push(id),
                     Err(e) => tracing::warn!(error = %e, "volume Nova should have deleted is left"),
                 },
@@ -367,21 +397,15 @@ impl CleanupRun<'_> {
     }
 }
 
-/// The volumes this job must delete itself: those in the job state, and those of its servers
-/// kept past termination. A boot volume kept past termination was made for this job, whether
-/// or not its id reached the job state before prepare died.
-fn kept_volumes(target: &CleanupTarget, servers: &[Server]) -> BTreeSet<String> {
-    target
-        .volume_ids
+/// The volumes of this job's servers kept past termination, which this job must delete itself.
+/// A boot volume kept past termination was made for this job, whether or not its id reached
+/// the job state before prepare died.
+fn kept_volumes(servers: &[Server]) -> BTreeSet<String> {
+    servers
         .iter()
-        .cloned()
-        .chain(
-            servers
-                .iter()
-                .flat_map(|s| s.volumes.iter())
-                .filter(|v| !v.delete_on_termination)
-                .map(|v| v.id.clone()),
-        )
+        .flat_map(|s| s.volumes.iter())
+        .filter(|v| !v.delete_on_termination)
+        .map(|v| v.id.clone())
         .collect()
 }
 

@@ -921,7 +921,10 @@ impl Cloud for OpenStack {
         absent_ok(self.api.send(call).await).map(|_| ())
     }
 
-    async fn volume_exists(&self, id: &str) -> Result<bool, CloudError> {
+    async fn volume_metadata(
+        &self,
+        id: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, CloudError> {
         let call = Call::new(
             "show volume",
             format!("volume {id}"),
@@ -929,7 +932,31 @@ impl Cloud for OpenStack {
             Service::Volume,
             &["volumes", id],
         );
-        Ok(absent_ok(self.api.send(call).await)?.is_some())
+        Ok(absent_ok(self.api.send(call).await)?.map(|reply| {
+            reply.body["volume"]["metadata"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        }))
+    }
+
+    async fn set_volume_metadata(
+        &self,
+        id: &str,
+        items: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        let call = Call::new(
+            "set volume metadata",
+            format!("volume {id}"),
+            Method::POST,
+            Service::Volume,
+            &["volumes", id, "metadata"],
+        )
+        .json(json!({ "metadata": items }))
+        .idempotent();
+        self.api.send(call).await.map(|_| ())
     }
 
     async fn compute_limits(&self) -> Result<ComputeLimits, CloudError> {

@@ -1,5 +1,5 @@
-//! Cinder v3, as far as cleanup needs it: version discovery, and show and delete of the
-//! volumes that boot-from-volume made. A volume is `in-use` while a server (even one Nova is
+//! Cinder v3, as far as cleanup needs it: version discovery, and show, delete and metadata of
+//! the volumes that boot-from-volume made. A volume is `in-use` while a server (even one Nova is
 //! still deleting) holds it, and Cinder refuses to delete it then, as the real service does.
 //! Paths with and without the project id both work (microversion 3.67 made it optional).
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -29,6 +29,11 @@ pub fn router() -> Router<Arc<Shared>> {
             get(show_in).delete(delete_in),
         )
         .route("/volume/v3/volumes/{id}", get(show).delete(delete))
+        .route(
+            "/volume/v3/{project}/volumes/{id}/metadata",
+            post(set_metadata_in),
+        )
+        .route("/volume/v3/volumes/{id}/metadata", post(set_metadata))
 }
 
 async fn version(Extension(at): Extension<Listener>) -> Json<Value> {
@@ -73,9 +78,33 @@ async fn show(State(sh): S, Path(id): Path<String>) -> Response {
     Json(
         json!({"volume": {"id": id, "status": if server.is_some() { "in-use" } else { "available" },
         "bootable": "true", "attachments": attachments, "size": 10,
-        "metadata": {}, "os-vol-tenant-attr:tenant_id": st.project_id}}),
+        "metadata": st.volumes[&id].metadata, "os-vol-tenant-attr:tenant_id": st.project_id}}),
     )
     .into_response()
+}
+
+async fn set_metadata_in(
+    state: S,
+    Path((_, id)): Path<(String, String)>,
+    body: Json<Value>,
+) -> Response {
+    set_metadata(state, Path(id), body).await
+}
+
+/// `POST .../metadata` adds to the volume's metadata (Cinder's "create or update" call) and
+/// answers with all of it.
+async fn set_metadata(State(sh): S, Path(id): Path<String>, Json(body): Json<Value>) -> Response {
+    let mut st = sh.store();
+    let Some(volume) = st.volumes.get_mut(&id) else {
+        return not_found(&id);
+    };
+    let Some(items) = body.get("metadata").and_then(Value::as_object) else {
+        return error(Service::Volume, 400, "Malformed request body: no metadata");
+    };
+    for (k, v) in items {
+        volume.metadata.insert(k.clone(), v.clone());
+    }
+    Json(json!({"metadata": volume.metadata})).into_response()
 }
 
 async fn delete_in(state: S, Path((_, id)): Path<(String, String)>) -> Response {

@@ -531,6 +531,7 @@ fn create_volumes(st: &mut Store, block_devices: &[Value]) -> Vec<String> {
                 vid.clone(),
                 Volume {
                     delete_on_termination: as_bool(&d["delete_on_termination"]),
+                    metadata: serde_json::Map::new(),
                 },
             );
             volumes.push(vid);

@@ -72,6 +72,8 @@ pub struct Keypair {
 
 pub struct Volume {
     pub delete_on_termination: bool,
+    /// Cinder's key/value metadata (the driver tags kept volumes with their job's ownership).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

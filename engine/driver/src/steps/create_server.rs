@@ -10,7 +10,7 @@ use crate::steps::cloud_glue::{self, STATE_SERVER_ID, STATE_SERVER_NAME, STATE_V
 use crate::steps::context::{Outputs, StepContext};
 use executor_cloud::cleanup::{CleanupPolicy, CleanupTarget, cleanup};
 use executor_cloud::create::CreateOptions;
-use executor_cloud::ownership::POOL_PROJECT;
+use executor_cloud::ownership::{Ownership, POOL_PROJECT};
 use executor_cloud::quota::{
     QuotaWait, QuotaWaiting, create_server_waiting_for_quota, short_duration,
 };
@@ -220,7 +220,7 @@ impl CreateServer {
             let mut on_status = |s: &str| log.info(&format!("server {:?} is {s}", spec.name));
             match wait_active(cloud, &created.server_id, policy, cx.cancel, &mut on_status).await {
                 Ok(server) => {
-                    self.remember_volumes(cx, &server)?;
+                    self.remember_volumes(cx, cloud, &server, &owner).await?;
                     out.insert("status".into(), json!(server.status));
                     out.insert("boots".into(), json!(boots));
                     return Ok(out);
@@ -255,16 +255,34 @@ impl CreateServer {
         }
     }
 
-    fn remember_volumes(&self, cx: &mut StepContext<'_>, server: &Server) -> Result<(), StepError> {
-        // Nova keeps these past the server's deletion; cleanup needs their ids.
+    /// Nova keeps these volumes past the server's deletion: cleanup needs their ids, and, once
+    /// the server is gone, a proof that they are this job's, which the job's ownership in the
+    /// volume's metadata gives. A volume that cannot be tagged is still deleted with its
+    /// server, which proves it while it exists.
+    async fn remember_volumes(
+        &self,
+        cx: &mut StepContext<'_>,
+        cloud: &dyn executor_cloud::Cloud,
+        server: &Server,
+        owner: &Ownership,
+    ) -> Result<(), StepError> {
         let kept: Vec<&str> = server
             .volumes
             .iter()
             .filter(|v| !v.delete_on_termination)
             .map(|v| v.id.as_str())
             .collect();
-        if self.boot_volume.is_some() && !kept.is_empty() {
-            cloud_glue::save(cx, STATE_VOLUMES, json!(kept))?;
+        if self.boot_volume.is_none() || kept.is_empty() {
+            return Ok(());
+        }
+        cloud_glue::save(cx, STATE_VOLUMES, json!(kept))?;
+        let tag = owner.metadata(std::time::SystemTime::now());
+        for id in kept {
+            if let Err(e) = cloud.set_volume_metadata(id, &tag).await {
+                cx.log.warn(&format!(
+                    "cannot tag volume {id} with this job's ownership: {e}"
+                ));
+            }
         }
         Ok(())
     }
