@@ -9,23 +9,11 @@ use std::time::{Duration, SystemTime};
 
 use e2e_support::{Cloud, default_recipe, describe, driver, leaked};
 use executor_cloud::ownership::{META_CREATED, Ownership};
-use executor_cloud::{Cloud as _, CloudSettings, OpenStack, job_keypair_name};
-use executor_simulator::CLOUD_NAME;
+use executor_cloud::{Cloud as _, OpenStack, job_keypair_name};
 use gitlab_runner_standin::{Job, JobStatus, Runner};
 use serde_json::json;
 
 const OWNER: &str = "e2e-gc";
-
-async fn connect(cloud: &Cloud) -> OpenStack {
-    let settings = CloudSettings {
-        cloud: Some(CLOUD_NAME.into()),
-        clouds_yaml: Some(cloud.clouds_yaml.clone()),
-        ..CloudSettings::default()
-    };
-    OpenStack::connect_with_env(&settings, &|_| None)
-        .await
-        .expect("connects to the simulator")
-}
 
 /// Boots a server straight through the API, with the given metadata and key pair.
 async fn boot(
@@ -63,20 +51,7 @@ fn ours(job: &str, age: Duration) -> (Ownership, BTreeMap<String, String>) {
 }
 
 fn gc(cloud: &Cloud, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(driver())
-        .arg("gc")
-        .arg("--recipe")
-        .arg(default_recipe())
-        .args(args)
-        .envs(cloud.service_env(OWNER))
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs executor gc");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cloud.gc(&cloud.service_env(OWNER), args)
 }
 
 async fn wait_status(cloud: &Cloud, id: &str, want: &str) {
@@ -114,7 +89,7 @@ async fn unattached_floating_ip(cloud: &Cloud, os: &OpenStack, marker: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_reaps_only_our_servers_whose_job_is_over() {
     let cloud = Cloud::start().await;
-    let os = connect(&cloud).await;
+    let os = cloud.connect().await;
     let hour = Duration::from_secs(3600);
 
     // Made four hours ago: an orphaned per-job key pair and floating IP of ours (reaped), the
@@ -273,7 +248,7 @@ async fn gc_reaps_only_our_servers_whose_job_is_over() {
         describe(&after)
     );
     // Asked on a new connection: `os` imported these key pairs and takes them to exist.
-    let fresh = connect(&cloud).await;
+    let fresh = cloud.connect().await;
     for name in ["site-static", running_keypair.as_str()] {
         assert!(fresh.keypair_exists(name).await.unwrap(), "{name} survives");
     }
@@ -342,7 +317,7 @@ fn gc_as(cloud: &Cloud, owner: &str, args: &[&str]) -> (i32, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_never_claims_the_key_pairs_of_an_owner_that_differs_only_in_punctuation() {
     let cloud = Cloud::start().await;
-    let os = connect(&cloud).await;
+    let os = cloud.connect().await;
     let dotted = Ownership {
         runner: "ci.a".into(),
         project: "7".into(),

@@ -9,13 +9,11 @@ use crate::e2e_support;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use e2e_support::{Cloud, default_recipe, describe, driver, explain, leaked, run_bounded};
+use e2e_support::{Cloud, default_recipe, describe, explain, leaked, run_bounded};
 use executor_cloud::hold::{META_HOLD_REASON, META_HOLD_UNTIL};
-use executor_cloud::{Cloud as _, CloudSettings, OpenStack, Ownership};
-use executor_simulator::CLOUD_NAME;
+use executor_cloud::{Cloud as _, OpenStack, Ownership};
 use gitlab_runner_standin::{Job, JobStatus, JobVariable, RunOptions, Runner};
 use serde_json::json;
 
@@ -45,31 +43,7 @@ fn runner(cloud: &Cloud, hold: Option<&str>) -> Runner {
 }
 
 fn gc(cloud: &Cloud, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(driver())
-        .arg("gc")
-        .arg("--recipe")
-        .arg(default_recipe())
-        .args(args)
-        .envs(host_env(cloud, None))
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs executor gc");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-async fn connect(cloud: &Cloud) -> OpenStack {
-    let settings = CloudSettings {
-        cloud: Some(CLOUD_NAME.into()),
-        clouds_yaml: Some(cloud.clouds_yaml.clone()),
-        ..CloudSettings::default()
-    };
-    OpenStack::connect_with_env(&settings, &|_| None)
-        .await
-        .expect("connects to the simulator")
+    cloud.gc(&host_env(cloud, None), args)
 }
 
 /// The one server left in the cloud.
@@ -84,7 +58,7 @@ async fn held_failed_job(cloud: &Cloud) -> String {
     let job = Job::from_script("echo about to fail\nexit 3");
     let r = run_bounded(&runner(cloud, Some("1h")), &job, RunOptions::default()).await;
     assert_eq!(r.status, JobStatus::ScriptFailure, "{}", explain(&r));
-    let os = connect(cloud).await;
+    let os = cloud.connect().await;
     let id = only_server(&os).await;
     let meta = cloud
         .sim
@@ -162,7 +136,7 @@ async fn a_failed_job_with_the_hold_on_is_kept_listed_and_released() {
 async fn an_expired_hold_is_reaped_by_plain_gc_and_release_refuses_a_server_not_held() {
     let cloud = Cloud::start().await;
     let id = held_failed_job(&cloud).await;
-    let os = connect(&cloud).await;
+    let os = cloud.connect().await;
     // --release deletes held servers only: never a running job's, nor a name it does not know.
     let running = boot_ours(&os, "executor-7-2002").await;
     let (code, _, err) = gc(&cloud, &["--release", &running]);

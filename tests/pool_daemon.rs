@@ -266,6 +266,44 @@ async fn the_claim_socket_is_the_runner_users_alone() {
     assert!(vm.state["server_id"].is_string());
 }
 
+/// A claimed VM's boot volume that Nova keeps past termination changes owner with the server,
+/// so that it still proves its job once the server is gone (see cleanup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_hands_the_vms_kept_volume_to_the_job() {
+    use executor_cloud::Cloud as _;
+    let cloud = Cloud::start().await;
+    let recipe = override_recipe(
+        &cloud,
+        1,
+        "patch:\n  server:\n    boot_volume:\n      size_gb: 10\n      delete_on_termination: false\n",
+    );
+    let _daemon = Daemon::start(&cloud, &recipe);
+    wait_idle(&cloud, 1).await;
+    let vm = claim_vm(
+        &socket(cloud.dir.path()),
+        claim_for(5),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("a claim");
+    let volume = vm.state["volume_ids"][0]
+        .as_str()
+        .expect("the VM's state names its kept volume");
+    let metadata = cloud
+        .connect()
+        .await
+        .volume_metadata(volume)
+        .await
+        .unwrap()
+        .expect("the volume exists");
+    let job = executor_cloud::Ownership {
+        runner: OWNER.into(),
+        project: "7".into(),
+        job: "5".into(),
+    };
+    assert!(job.owns(&metadata), "{metadata:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_vm_that_dies_is_replaced_and_never_handed_out() {
     let cloud = Cloud::start().await;

@@ -142,6 +142,38 @@ impl Cloud {
         }
     }
 
+    /// The OpenStack back end, logged in to this cloud as the driver would be, for a test to
+    /// arrange or inspect the cloud through the real API.
+    pub async fn connect(&self) -> executor_cloud::OpenStack {
+        let settings = executor_cloud::CloudSettings {
+            cloud: Some(CLOUD_NAME.into()),
+            clouds_yaml: Some(self.clouds_yaml.clone()),
+            ..executor_cloud::CloudSettings::default()
+        };
+        executor_cloud::OpenStack::connect_with_env(&settings, &|_| None)
+            .await
+            .expect("connects to the simulator")
+    }
+
+    /// `executor gc --recipe <default recipe> <args>` with the runner host's environment `env`:
+    /// (exit code, stdout, stderr).
+    pub fn gc(&self, env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new(driver())
+            .arg("gc")
+            .arg("--recipe")
+            .arg(default_recipe())
+            .args(args)
+            .envs(env.iter().cloned())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("runs executor gc");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Counts once deletions that were accepted have settled (bounded wait for all zero).
     pub async fn settled_counts(&self) -> Counts {
         settled_counts(&self.sim).await

@@ -126,7 +126,20 @@ async fn hand_out(daemon: &Daemon, claim: &Claim) -> Option<(Vm, Claimed)> {
                         (META_PROJECT.to_string(), claim.owner.project.clone()),
                         (META_JOB.to_string(), claim.owner.job.clone()),
                     ]);
-                    daemon.cloud.set_server_metadata(id, &items).await
+                    daemon.cloud.set_server_metadata(id, &items).await?;
+                    // Volumes kept past termination prove their job by their own metadata once
+                    // the server is gone (see cleanup); only pools that keep them pay for this.
+                    for volume in vm
+                        .state
+                        .get(executor_driver::steps::cloud_glue::STATE_VOLUMES)
+                        .and_then(serde_json::Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(serde_json::Value::as_str)
+                    {
+                        daemon.cloud.set_volume_metadata(volume, &items).await?;
+                    }
+                    Ok(())
                 }
                 None => Err(executor_cloud::CloudError::invalid(
                     "claim",
