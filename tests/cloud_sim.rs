@@ -370,42 +370,22 @@ async fn a_kept_volume_whose_server_is_gone_is_deleted_only_with_the_jobs_owners
     assert_eq!(sim.counts().volumes, 0);
 
     // The step tags what it keeps: prepare of a job whose boot volume outlives the server.
-    let dir = tempfile::tempdir().unwrap();
-    let clouds = sim.write_clouds_yaml(dir.path()).unwrap();
-    std::fs::write(
-        dir.path().join("response.json"),
-        r#"{"id": 61, "job_info": {"project_id": 7}}"#,
-    )
-    .unwrap();
-    let recipe = dir.path().join("recipe.yaml");
-    let base = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/damaged-state.yaml"),
-    )
-    .unwrap();
-    std::fs::write(
-        &recipe,
-        base.replace(
+    let root = tempfile::tempdir().unwrap();
+    let clouds = sim.write_clouds_yaml(root.path()).unwrap();
+    let j = SmallJob::new(root.path(), &clouds, "61", |r| {
+        r.replace(
             "    image: cirros-0.6.2\n",
             "    image: cirros-0.6.2\n    boot_volume:\n      size_gb: 10\n      delete_on_termination: false\n",
-        ),
-    )
-    .unwrap();
-    let run = StageRun::new(dir.path(), ["prepare"])
-        .recipe(&recipe)
-        .env("OS_CLIENT_CONFIG_FILE", &clouds)
-        .env("OS_CLOUD", "sim")
-        .timeout(Duration::from_secs(120));
-    let out = tokio::task::spawn_blocking(move || run.output().unwrap())
-        .await
-        .unwrap();
+        )
+    });
+    let out = j.stage("prepare").await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("executor-state.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(j.state()).unwrap()).unwrap();
     let id = state["volume_ids"][0]
         .as_str()
         .expect("the kept volume is in the state");
@@ -557,6 +537,53 @@ async fn the_binary_runs_the_openstack_steps_and_run_makes_no_api_requests() {
     sim.shutdown().await;
 }
 
+/// Job `job` of project 7, in its own directory under `root`, whose recipe is
+/// `tests/recipes/damaged-state.yaml` (a per-job key pair and a server) as `edit` changes it.
+struct SmallJob {
+    dir: PathBuf,
+    recipe: PathBuf,
+    clouds: PathBuf,
+}
+
+impl SmallJob {
+    fn new(root: &Path, clouds: &Path, job: &str, edit: impl Fn(String) -> String) -> SmallJob {
+        let dir = root.join(format!("job-{job}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("response.json"),
+            format!(r#"{{"id": {job}, "job_info": {{"project_id": 7}}}}"#),
+        )
+        .unwrap();
+        let base = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/damaged-state.yaml"),
+        )
+        .unwrap();
+        let recipe = dir.join("recipe.yaml");
+        std::fs::write(&recipe, edit(base)).unwrap();
+        SmallJob {
+            dir,
+            recipe,
+            clouds: clouds.to_path_buf(),
+        }
+    }
+
+    /// Runs `stage` against the simulator: its output.
+    async fn stage(&self, stage: &'static str) -> std::process::Output {
+        let run = StageRun::new(&self.dir, [stage])
+            .recipe(&self.recipe)
+            .env("OS_CLIENT_CONFIG_FILE", &self.clouds)
+            .env("OS_CLOUD", "sim")
+            .timeout(Duration::from_secs(120));
+        tokio::task::spawn_blocking(move || run.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("executor-state.json")
+    }
+}
+
 /// Issue 14, item 10: a job state that is truncated, not an object, or gone still lets cleanup
 /// find the job's server (by exact name and ownership) and its per-job key pair (whose name
 /// follows from the ownership).
@@ -565,45 +592,24 @@ async fn cleanup_with_a_damaged_or_missing_state_deletes_the_server_and_the_key_
     let sim = SimCloud::start(opts()).await.unwrap();
     let root = tempfile::tempdir().unwrap();
     let clouds = sim.write_clouds_yaml(root.path()).unwrap();
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/damaged-state.yaml");
     for (job, damage) in [
         ("41", Some("{\"server_id\": \"ab")),
         ("42", Some("[]")),
         ("43", None),
     ] {
-        let dir = root.path().join(format!("job-{job}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("response.json"),
-            format!(r#"{{"id": {job}, "job_info": {{"project_id": 7}}}}"#),
-        )
-        .unwrap();
-        let run = |args: &'static str| {
-            StageRun::new(&dir, [args])
-                .recipe(&recipe)
-                .env("OS_CLIENT_CONFIG_FILE", &clouds)
-                .env("OS_CLOUD", "sim")
-                .timeout(Duration::from_secs(120))
-        };
-        let prepare = run("prepare");
-        let out = tokio::task::spawn_blocking(move || prepare.output().unwrap())
-            .await
-            .unwrap();
+        let j = SmallJob::new(root.path(), &clouds, job, |r| r);
+        let out = j.stage("prepare").await;
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!((sim.counts().servers, sim.counts().keypairs), (1, 1));
-        let state = dir.join("executor-state.json");
         match damage {
-            Some(text) => std::fs::write(&state, text).unwrap(),
-            None => std::fs::remove_file(&state).unwrap(),
+            Some(text) => std::fs::write(j.state(), text).unwrap(),
+            None => std::fs::remove_file(j.state()).unwrap(),
         }
-        let cleanup = run("cleanup");
-        let out = tokio::task::spawn_blocking(move || cleanup.output().unwrap())
-            .await
-            .unwrap();
+        let out = j.stage("cleanup").await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "job {job}: {stderr}");
         assert_eq!(
@@ -628,37 +634,16 @@ async fn a_named_key_pair_that_was_there_before_the_job_survives_its_cleanup() {
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     let clouds = sim.write_clouds_yaml(root.path()).unwrap();
-    let base = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/recipes/damaged-state.yaml"),
-    )
-    .unwrap();
     for (job, name, kept) in [("51", "site-shared", true), ("52", "job-made", false)] {
-        let dir = root.path().join(format!("job-{job}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("response.json"),
-            format!(r#"{{"id": {job}, "job_info": {{"project_id": 7}}}}"#),
-        )
-        .unwrap();
-        let recipe = dir.join("recipe.yaml");
-        std::fs::write(
-            &recipe,
-            base.replace(
+        let j = SmallJob::new(root.path(), &clouds, job, |r| {
+            r.replace(
                 "    kind: keypair\n",
                 &format!("    kind: keypair\n    name: {name}\n"),
-            ),
-        )
-        .unwrap();
+            )
+        });
         let mut log = String::new();
         for stage in ["prepare", "cleanup"] {
-            let run = StageRun::new(&dir, [stage])
-                .recipe(&recipe)
-                .env("OS_CLIENT_CONFIG_FILE", &clouds)
-                .env("OS_CLOUD", "sim")
-                .timeout(Duration::from_secs(120));
-            let out = tokio::task::spawn_blocking(move || run.output().unwrap())
-                .await
-                .unwrap();
+            let out = j.stage(stage).await;
             log.push_str(&String::from_utf8_lossy(&out.stderr));
             assert!(out.status.success(), "job {job} {stage}: {log}");
         }
