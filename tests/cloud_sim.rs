@@ -326,6 +326,46 @@ async fn cleanup_after_a_prepare_that_died_before_or_during_create() {
     sim.shutdown().await;
 }
 
+/// A floating IP the job state names is released only when it is provably this job's: it bears
+/// this job's marker, or it sits on a port of this job's server. Another job's, named by a
+/// damaged or edited state, stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_releases_only_floating_ips_it_can_prove_are_this_jobs() {
+    let sim = SimCloud::start(opts()).await.unwrap();
+    let os = connect(&sim).await;
+    let (me, them) = (owner("1"), owner("2"));
+    let public = os.resolve_network("public").await.unwrap().named.id;
+    let mine = boot(&os, &spec("ci-1"), &me, &wait()).await.0;
+    let theirs = boot(&os, &spec("ci-2"), &them, &wait()).await.0;
+    let port_of = |id: String| {
+        let os = &os;
+        async move { os.server_ports(&id).await.unwrap()[0].id.clone() }
+    };
+    let (my_port, their_port) = (port_of(mine.clone()).await, port_of(theirs.clone()).await);
+    // Unmarked, but on this job's server: proven by the port.
+    let unmarked = os.post_floating_ip(&public, &my_port, "").await.unwrap().id;
+    // Another job's, on that job's server.
+    let foreign = os
+        .post_floating_ip(&public, &their_port, &them.marker())
+        .await
+        .unwrap()
+        .id;
+    let mut t = target(&me, "ci-1", Some(mine));
+    t.floating_ip_ids = vec![unmarked.clone(), foreign.clone()];
+    let report = cleanup(&os, &t, &quick()).await.unwrap();
+    assert_eq!(report.floating_ips_released, vec![unmarked]);
+    assert_eq!(report.floating_ips_refused, vec![foreign.clone()]);
+    let left: Vec<String> = os
+        .list_floating_ips()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(left, vec![foreign]);
+    sim.shutdown().await;
+}
+
 /// A volume kept past termination that outlived its server (an earlier cleanup deleted the
 /// server, then stopped) is deleted on the job state's word only when its metadata carries this
 /// job's ownership; `create_server` puts it there.
