@@ -38,8 +38,10 @@ Which servers are reaped:
   (default `executor`) and an `executor:job`. Of those, a server whose job is over:
     - it was created (metadata `executor:created`) longer ago than --older-than, or
     - Nova shows it ERROR or SHUTOFF: it cannot run a job any more.
-  Each is deleted with its floating IPs (those carrying its job's marker) and its per-job
-  key pair, exactly as the job's own cleanup would have done. Set --older-than above your
+  Each is deleted with its floating IPs (those carrying its job's marker), its per-job
+  key pair and the volumes Nova keeps past termination, exactly as the job's own cleanup
+  would have done. The summary counts everything deleted, by kind; --dry-run counts what
+  would go, asking the cloud without deleting. Set --older-than above your
   longest job timeout plus provisioning time, so that running jobs are never touched.
   Also reaped, once older than --older-than: per-job key pairs (named
   executor-<owner>-<project id>-<job id>; an owner with characters other than letters, digits,
