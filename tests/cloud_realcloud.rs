@@ -360,9 +360,16 @@ async fn the_reaper_finds_and_deletes_orphans_by_the_real_services_timestamps() 
 
     let now = std::time::SystemTime::now() + Duration::from_secs(2);
     let in_use = std::collections::HashSet::new();
-    let keypairs = reaper::orphaned_keypairs(&os, &me.runner, &in_use, Duration::ZERO, now)
-        .await
-        .unwrap();
+    let keypairs = reaper::orphaned_keypairs(
+        &os,
+        &me.runner,
+        os.list_keypair_names().await.unwrap(),
+        &in_use,
+        Duration::ZERO,
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(keypairs.len(), 1, "{keypairs:?}");
     assert_eq!(keypairs[0].owner, me);
     // Nova's zone-less created_at was read as UTC: the key pair is seconds old, not hours.
@@ -382,10 +389,17 @@ async fn the_reaper_finds_and_deletes_orphans_by_the_real_services_timestamps() 
     assert!(fips[0].age < Duration::from_secs(600), "{fips:?}");
     // Not old enough for a 1 h threshold.
     assert!(
-        reaper::orphaned_keypairs(&os, &me.runner, &in_use, Duration::from_secs(3600), now)
-            .await
-            .unwrap()
-            .is_empty()
+        reaper::orphaned_keypairs(
+            &os,
+            &me.runner,
+            os.list_keypair_names().await.unwrap(),
+            &in_use,
+            Duration::from_secs(3600),
+            now,
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
 
     let reaped = executor::commands::gc::reap(

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use executor_cloud::backend::Cloud;
-use executor_cloud::cleanup::{CleanupPolicy, CleanupReport, CleanupTarget, cleanup};
+use executor_cloud::cleanup::{CleanupPolicy, CleanupReport, CleanupTarget, cleanup, kept_volumes};
+use executor_cloud::floating_ip::floating_ips_on_server;
 use executor_cloud::hold::held_until;
 use executor_cloud::keypair::job_keypair_name;
 use executor_cloud::ownership::{
@@ -233,8 +234,9 @@ pub async fn reap(
     let mut out = Vec::new();
     let servers = cloud.list_servers(None).await?;
     let mut in_use = keypairs_of_other_owners(&servers, owner);
-    // Asked once, so that the summary counts a key pair only when there was one to delete.
-    let keypairs: std::collections::BTreeSet<String> =
+    // Listed once: the summary counts a key pair only when there was one to delete, and what
+    // is left of the listing afterwards is searched for orphans.
+    let mut keypairs: std::collections::BTreeSet<String> =
         cloud.list_keypair_names().await?.into_iter().collect();
     let ours = servers
         .into_iter()
@@ -288,6 +290,9 @@ pub async fn reap(
                     if reaped.reason == OverReason::HoldOver {
                         forget_held_key(&server.id);
                     }
+                    if report.keypair_deleted {
+                        keypairs.remove(&keypair_name);
+                    }
                     reaped.with = report;
                 }
                 Err(e) => {
@@ -301,7 +306,7 @@ pub async fn reap(
         }
         out.push(reaped);
     }
-    let mut orphans = orphaned_keypairs(cloud, owner, &in_use, older_than, now).await?;
+    let mut orphans = orphaned_keypairs(cloud, owner, keypairs, &in_use, older_than, now).await?;
     orphans.extend(orphaned_floating_ips(cloud, owner, older_than, now).await?);
     for orphan in orphans {
         let mut reaped = Reaped {
@@ -334,27 +339,18 @@ async fn would_go_with(
     keypair: bool,
 ) -> CleanupReport {
     let marker = owner.marker();
-    let mut floating_ips = Vec::new();
-    for port in cloud.server_ports(&server.id).await.unwrap_or_default() {
-        let on_port = cloud
-            .floating_ips_on_port(&port.id)
-            .await
-            .unwrap_or_default();
-        floating_ips.extend(
-            on_port
-                .into_iter()
-                .filter(|f| f.description == marker)
-                .map(|f| f.id),
-        );
-    }
+    let floating_ips = floating_ips_on_server(cloud, &server.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f.description == marker)
+        .map(|f| f.id)
+        .collect();
     CleanupReport {
         keypair_deleted: keypair,
         floating_ips_released: floating_ips,
-        volumes_deleted: server
-            .volumes
-            .iter()
-            .filter(|v| !v.delete_on_termination)
-            .map(|v| v.id.clone())
+        volumes_deleted: kept_volumes(std::slice::from_ref(server))
+            .into_iter()
             .collect(),
         ..CleanupReport::default()
     }

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::backend::Cloud;
 use super::create::exact_name_filter;
 use super::error::{CloudError, CloudErrorKind};
+use super::floating_ip::floating_ips_on_server;
 use super::keypair::job_keypair_name;
 use super::ownership::Ownership;
 use super::server::Server;
@@ -214,19 +215,12 @@ impl CleanupRun<'_> {
             .iter()
             .filter(|s| self.policy.find_floating_ips || shows_floating(s))
         {
-            match self.cloud.server_ports(&s.id).await {
-                Ok(ports) => {
-                    for p in ports {
-                        match self.cloud.floating_ips_on_port(&p.id).await {
-                            Ok(list) => {
-                                for f in list {
-                                    on_our_ports.insert(f.id.clone());
-                                    if f.description == marker {
-                                        fips.insert(f.id);
-                                    }
-                                }
-                            }
-                            Err(e) => self.note(e),
+            match floating_ips_on_server(self.cloud, &s.id).await {
+                Ok(list) => {
+                    for f in list {
+                        on_our_ports.insert(f.id.clone());
+                        if f.description == marker {
+                            fips.insert(f.id);
                         }
                     }
                 }
@@ -400,7 +394,7 @@ impl CleanupRun<'_> {
 /// The volumes of this job's servers kept past termination, which this job must delete itself.
 /// A boot volume kept past termination was made for this job, whether or not its id reached
 /// the job state before prepare died.
-fn kept_volumes(servers: &[Server]) -> BTreeSet<String> {
+pub fn kept_volumes(servers: &[Server]) -> BTreeSet<String> {
     servers
         .iter()
         .flat_map(|s| s.volumes.iter())

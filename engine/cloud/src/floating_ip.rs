@@ -10,6 +10,19 @@ use super::backend::{Cloud, FloatingIp};
 use super::error::{CloudError, CloudErrorKind};
 use super::ownership::Ownership;
 
+/// The floating IPs on `server_id`'s ports, whoever made them: cleanup and gc filter them
+/// by ownership marker.
+pub async fn floating_ips_on_server(
+    cloud: &dyn Cloud,
+    server_id: &str,
+) -> Result<Vec<FloatingIp>, CloudError> {
+    let mut out = Vec::new();
+    for port in cloud.server_ports(server_id).await? {
+        out.extend(cloud.floating_ips_on_port(&port.id).await?);
+    }
+    Ok(out)
+}
+
 /// Allocates a floating IP on `external_network` for `server_id`'s port (on `via_network` when
 /// the server has several ports).
 pub async fn attach_floating_ip(

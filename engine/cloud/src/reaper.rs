@@ -97,18 +97,19 @@ fn older(created: Option<SystemTime>, older_than: Duration, now: SystemTime) -> 
     (age >= older_than).then_some(age)
 }
 
-/// `runner`'s per-job key pairs that no server in `in_use` names, made at least `older_than`
-/// ago. A key pair is imported before its server is created, so a runner killed in between
+/// Of the key pair `names` (Nova's listing), `runner`'s per-job key pairs that no server in
+/// `in_use` names, made at least `older_than` ago. A key pair is imported before its server is created, so a runner killed in between
 /// leaves one with no server to be reaped with.
 pub async fn orphaned_keypairs(
     cloud: &dyn Cloud,
     runner: &str,
+    names: impl IntoIterator<Item = String>,
     in_use: &HashSet<String>,
     older_than: Duration,
     now: SystemTime,
 ) -> Result<Vec<Orphan>, CloudError> {
     let mut out = Vec::new();
-    for name in cloud.list_keypair_names().await? {
+    for name in names {
         let Some(owner) = job_of_keypair_name(runner, &name) else {
             continue;
         };
