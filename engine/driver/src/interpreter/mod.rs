@@ -288,7 +288,6 @@ impl<'a> Interpreter<'a> {
         inline.run_stage(Stage::Provision, state, vars, run).await
     }
 
-    /// The recipe's `pool.key`, rendered in the job's context.
     /// What `provision` sees when it runs for this job: this environment, with `pool` set to
     /// the recipe's `pool.key` rendered for the job and `pool.vm` to `vm`.
     pub fn provision_environment(
@@ -307,6 +306,7 @@ impl<'a> Interpreter<'a> {
         })
     }
 
+    /// The recipe's `pool.key`, rendered in the job's context.
     fn job_pool_key(
         &self,
         state: &JobState,
