@@ -94,10 +94,7 @@ pub fn render_stage(
     let log = JobLog::memory(redactor.clone());
     let exit = executor_foundation::exit_codes::ExitCodes::from_lookup(|_| None);
     let state = JobState::in_memory(Map::new());
-    let run = (stage == Stage::Run).then(|| RunArgs {
-        script: PathBuf::from("/tmp/custom-executor/script/script"),
-        stage: "build_script".into(),
-    });
+    let run = (stage == Stage::Run).then(RunArgs::sample);
     let interp = Interpreter::new(loaded, environment, &log, &exit, Default::default());
     let mut vars = interp
         .evaluate_vars(&state, run.as_ref(), stage)

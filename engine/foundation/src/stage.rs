@@ -50,3 +50,13 @@ pub struct RunArgs {
     pub script: PathBuf,
     pub stage: String,
 }
+
+impl RunArgs {
+    /// What `run` is given for the build script, for renders outside a job (`render`, lint).
+    pub fn sample() -> RunArgs {
+        RunArgs {
+            script: PathBuf::from("/tmp/custom-executor/script/script"),
+            stage: "build_script".into(),
+        }
+    }
+}

@@ -65,10 +65,7 @@ pub fn check(t: &Templater, doc: &Document) -> Vec<Problem> {
 
 impl Trial<'_> {
     fn context(&self, stage: Stage) -> minijinja::Value {
-        let run = (stage == Stage::Run).then(|| RunArgs {
-            script: "/tmp/custom-executor/script/script".into(),
-            stage: "build_script".into(),
-        });
+        let run = (stage == Stage::Run).then(RunArgs::sample);
         ContextParts {
             environment: &self.environment,
             vars: &self.vars,
