@@ -181,3 +181,15 @@ fn an_env_file_replaces_the_sample_job() {
     ]);
     assert!(ok && stdout.contains("name: ci-1234"), "{stdout}");
 }
+
+/// The book's testing chapter lists the sample job's variables; the list is the code's.
+#[test]
+fn the_book_lists_the_sample_jobs_variables_as_they_are() {
+    let page = std::fs::read_to_string(Path::new(ROOT).join("book/src/testing.md")).unwrap();
+    for (name, value) in executor_driver::template::context::SAMPLE_JOB_VARIABLES {
+        assert!(
+            page.contains(&format!("`{name}` | `{value}`")),
+            "testing.md does not give {name} = {value}"
+        );
+    }
+}
