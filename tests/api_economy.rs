@@ -472,7 +472,8 @@ async fn a_pooled_job_makes_at_most_three_requests_in_prepare_and_cleanup() {
     let socket = run_dir.join("executor/pool.sock");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        if let Ok((idle, _)) = executor_pool::status(&socket, Duration::from_secs(1)).await
+        if let Ok(executor_pool::PoolStatus { idle, .. }) =
+            executor_pool::status(&socket, Duration::from_secs(1)).await
             && idle >= 1
         {
             break;

@@ -61,6 +61,20 @@ fn a_job_on_a_warm_pool_claims_a_ready_vm_and_nothing_leaks() {
     assert!(stderr.contains("stopping; deleting"), "{stderr}");
 }
 
+/// `--pool N` above what the recipe keeps warm waits for what the recipe keeps, and says so,
+/// rather than two minutes for VMs the daemon will never make.
+#[test]
+fn asking_for_more_ready_vms_than_the_recipe_keeps_waits_for_the_recipes_count() {
+    let (code, stdout, stderr) = simulate(&["--pool", "5"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("the recipe keeps 2 VM(s) warm, not 5"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pool: 2 VM(s) ready"), "{stderr}");
+    assert_eq!(claimed_names(&stdout).len(), 1, "{stdout}");
+}
+
 #[test]
 fn a_burst_larger_than_the_pool_gives_every_vm_to_one_job_and_the_rest_provision_cold() {
     let (code, stdout, stderr) = simulate(&["--pool", "2", "--jobs", "6"]);

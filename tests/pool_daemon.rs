@@ -89,7 +89,7 @@ fn daemon_log(cloud: &Cloud) -> String {
 
 async fn wait_idle(cloud: &Cloud, want: u32) {
     for _ in 0..600 {
-        if let Ok((idle, _)) =
+        if let Ok(executor_pool::PoolStatus { idle, .. }) =
             executor_pool::status(&socket(cloud.dir.path()), Duration::from_secs(1)).await
             && idle >= want
         {

@@ -113,7 +113,7 @@ fn idle_now(dir: &Path) -> u32 {
         &dir.join("run").join("pool.sock"),
         Duration::from_secs(1),
     ))
-    .map(|(idle, _)| idle)
+    .map(|s| s.idle)
     .unwrap_or(0)
 }
 

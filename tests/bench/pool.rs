@@ -114,7 +114,8 @@ async fn main() {
     let socket = dir.path().join("run").join("pool.sock");
     let warm_up = std::time::Instant::now();
     loop {
-        if let Ok((idle, _)) = executor_pool::status(&socket, Duration::from_secs(1)).await
+        if let Ok(executor_pool::PoolStatus { idle, .. }) =
+            executor_pool::status(&socket, Duration::from_secs(1)).await
             && idle >= plan.idle
         {
             break;

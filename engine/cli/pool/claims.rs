@@ -75,7 +75,16 @@ async fn answer(daemon: Arc<Daemon>, conn: UnixStream) {
                 let count = |phase| vms.iter().filter(|v| v.phase == phase).count() as u32;
                 (count(Phase::Idle), count(Phase::Booting))
             };
-            let _ = send(&mut write, &Reply::Status { idle, booting }).await;
+            let wanted = daemon.settings.warm.iter().map(|w| w.idle_now()).sum();
+            let _ = send(
+                &mut write,
+                &Reply::Status {
+                    idle,
+                    booting,
+                    wanted,
+                },
+            )
+            .await;
         }
         Request::Claim(claim) => {
             let Some((vm, claimed)) = hand_out(&daemon, &claim).await else {

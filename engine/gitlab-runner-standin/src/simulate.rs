@@ -77,7 +77,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Run the warm-pool daemon (`executor pool`) beside the runner, wait until it has this
-    /// many VMs ready, then start the jobs. The recipe needs a `pool:` block.
+    /// many VMs ready (at most as many as the recipe keeps warm), then start the jobs. The
+    /// recipe needs a `pool:` block.
     #[arg(long, value_name = "READY")]
     pub pool: Option<u32>,
 }
@@ -334,15 +335,24 @@ impl PoolDaemon {
         })
     }
 
-    /// Waits (at most two minutes) until `ready` VMs are idle.
+    /// Waits (at most two minutes) until `ready` VMs are idle, or as many as the recipe keeps
+    /// warm when that is fewer: the daemon never makes more.
     async fn wait_ready(&self, ready: u32) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        let mut told = false;
         while tokio::time::Instant::now() < deadline {
-            if let Ok((idle, _)) = executor_pool::status(&self.socket, Duration::from_secs(1)).await
-                && idle >= ready
-            {
-                eprintln!("pool: {idle} VM(s) ready");
-                return;
+            if let Ok(s) = executor_pool::status(&self.socket, Duration::from_secs(1)).await {
+                if s.wanted < ready && !told {
+                    eprintln!(
+                        "pool: the recipe keeps {} VM(s) warm, not {ready}; waiting for those",
+                        s.wanted
+                    );
+                    told = true;
+                }
+                if s.idle >= ready.min(s.wanted) {
+                    eprintln!("pool: {} VM(s) ready", s.idle);
+                    return;
+                }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -115,10 +115,26 @@ pub async fn report_fallback(
         .map(|_| ())
 }
 
-/// How many VMs the daemon has idle and booting.
-pub async fn status(socket: &Path, wait: Duration) -> Result<(u32, u32), ClaimError> {
+/// What the daemon has: idle and booting VMs, and the idle VMs its recipe asks for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub idle: u32,
+    pub booting: u32,
+    pub wanted: u32,
+}
+
+/// Asks the daemon how many VMs it has.
+pub async fn status(socket: &Path, wait: Duration) -> Result<PoolStatus, ClaimError> {
     match exchange(socket, &Request::Status, wait).await? {
-        Reply::Status { idle, booting } => Ok((idle, booting)),
+        Reply::Status {
+            idle,
+            booting,
+            wanted,
+        } => Ok(PoolStatus {
+            idle,
+            booting,
+            wanted,
+        }),
         _ => Err(ClaimError::Garbled("not a status".into())),
     }
 }

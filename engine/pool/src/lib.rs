@@ -12,7 +12,7 @@ mod schedule;
 mod settings;
 mod socket;
 
-pub use client::{ClaimError, claim, report, report_fallback, status};
+pub use client::{ClaimError, PoolStatus, claim, report, report_fallback, status};
 pub use liveness::{DaemonLock, daemon_alive};
 pub use protocol::{Claim, Claimed, Fallback, Owner, Reply, Report, Request};
 pub use schedule::{Day, Period, PeriodError, idle_at};

@@ -70,5 +70,8 @@ pub enum Reply {
     Status {
         idle: u32,
         booting: u32,
+        /// The idle VMs the recipe asks for now, over every warm key.
+        #[serde(default)]
+        wanted: u32,
     },
 }
