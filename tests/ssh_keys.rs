@@ -98,6 +98,53 @@ async fn every_key_type_and_format_authenticates() {
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
 }
 
+/// About one P-256 key in 256 has a private scalar shorter than 32 bytes (OpenSSH writes it
+/// without leading zeros), which the key library russh pins refuses. Such a key, plain or
+/// encrypted, still loads, as the same key: its fingerprint is the one ssh-keygen gives.
+#[test]
+fn an_ecdsa_key_with_a_short_scalar_loads_plain_and_encrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    // Made until the library refuses one: 1 in 256 on average, bounded well above that.
+    let short = (0..4000)
+        .map(|i| ssh_keygen(dir.path(), &format!("k{i}"), &["-t", "ecdsa"], ""))
+        .find(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            russh::keys::decode_secret_key(&text, None).is_err()
+        })
+        .expect("a key with a short scalar among 4000");
+    let expected = std::process::Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(short.with_extension("pub"))
+        .output()
+        .unwrap();
+    let expected = String::from_utf8_lossy(&expected.stdout).into_owned();
+    let plain =
+        ClientKey::load(&KeySource::File(short.clone()), None).expect("the plain key loads");
+    assert!(
+        expected.contains(&plain.fingerprint()),
+        "{expected} vs {}",
+        plain.fingerprint()
+    );
+
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", PASS, "-f"])
+        .arg(&short)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let encrypted = ClientKey::load(
+        &KeySource::File(short.clone()),
+        Some(&SecretString::from(PASS.to_string())),
+    )
+    .expect("the encrypted key loads");
+    assert_eq!(encrypted.fingerprint(), plain.fingerprint());
+    let wrong = ClientKey::load(
+        &KeySource::File(short),
+        Some(&SecretString::from("Zq9-not-it".to_string())),
+    );
+    assert!(matches!(wrong, Err(SshError::Key { .. })), "{wrong:?}");
+}
+
 #[test]
 fn encrypted_key_without_or_with_wrong_passphrase_is_a_key_error_without_key_material() {
     let dir = tempfile::tempdir().unwrap();

@@ -95,6 +95,15 @@ impl ClientKey {
         }
         match russh::keys::decode_secret_key(text, pass) {
             Ok(key) => Ok(Self::from_private_key(key)),
+            // A valid ECDSA key that the key library refuses for its short scalar.
+            Err(e)
+                if !matches!(e, russh::keys::Error::KeyIsEncrypted)
+                    && let Some(padded) = crate::short_ecdsa::padded(text, pass) =>
+            {
+                russh::keys::decode_secret_key(&padded, None)
+                    .map(Self::from_private_key)
+                    .map_err(|_| e.to_string())
+            }
             // The underlying messages describe the format problem, never the key bytes.
             Err(russh::keys::Error::KeyIsEncrypted) => {
                 Err("the key is encrypted and no passphrase was given".to_owned())

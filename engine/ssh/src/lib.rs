@@ -16,6 +16,7 @@ mod pgid_marker;
 mod probe;
 mod remote_exit;
 mod script_run;
+mod short_ecdsa;
 mod upload;
 
 pub use cancel_remote::kill_process_group;
